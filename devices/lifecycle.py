@@ -1,0 +1,143 @@
+"""The device lifecycle: the one table that decides every state transition.
+
+Views, jobs, the bridge and the API ask this module; nobody assigns ``Device.state``
+by hand. Transitions are applied with conditional UPDATEs (``WHERE state = <from>``),
+so two writers racing on the same device cannot both win.
+"""
+
+from collections.abc import Iterable
+
+from django.db import models
+from django.utils import timezone
+
+from devices.choices import DeviceState as S
+
+
+class Action(models.TextChoices):
+    PROVISION = "provision", "Provision"
+    DEPROVISION = "deprovision", "Deprovision"
+    REPROVISION = "reprovision", "Reprovision"
+    ENROLL = "enroll", "Enroll"
+    REPLACE = "replace", "Replace"
+    DELETE = "delete", "Delete (unenroll)"
+    UNENROLL_ACK = "unenroll_ack", "Unenrollment acknowledged"
+    DISCOVER = "discover", "Discovered again"
+    SUCCEED = "succeed", "Operation succeeded"
+    FAIL = "fail", "Operation failed"
+
+
+A = Action
+
+# Devices under management: deleting one sends it an unenrollment.
+MANAGED_STATES = frozenset(
+    {S.ENROLLING, S.PROVISIONING, S.PROVISIONED, S.DEPROVISIONING, S.DEPROVISIONED, S.FAILED}
+)
+
+# License capacity counts these (DESIGN.md, "The device lifecycle").
+LICENSED_STATES = frozenset({S.PROVISIONED, S.PROVISIONING, S.ENROLLING})
+
+TRANSITIONS: dict[tuple[str, str], str] = {
+    # provisioning
+    (S.DISCOVERED, A.PROVISION): S.PROVISIONING,
+    (S.DEPROVISIONED, A.PROVISION): S.PROVISIONING,
+    (S.FAILED, A.PROVISION): S.PROVISIONING,
+    (S.PROVISIONING, A.SUCCEED): S.PROVISIONED,
+    (S.PROVISIONING, A.FAIL): S.FAILED,
+    # reprovisioning: ours again, or a discovered device provisioned elsewhere
+    (S.PROVISIONED, A.REPROVISION): S.PROVISIONING,
+    (S.DISCOVERED, A.REPROVISION): S.PROVISIONING,
+    (S.FAILED, A.REPROVISION): S.PROVISIONING,
+    # deprovisioning
+    (S.PROVISIONED, A.DEPROVISION): S.DEPROVISIONING,
+    (S.FAILED, A.DEPROVISION): S.DEPROVISIONING,
+    (S.DEPROVISIONING, A.SUCCEED): S.DEPROVISIONED,
+    (S.DEPROVISIONING, A.FAIL): S.FAILED,
+    # enrollment
+    (S.DISCOVERED, A.ENROLL): S.ENROLLING,
+    (S.UNENROLLED, A.ENROLL): S.ENROLLING,
+    (S.FAILED, A.ENROLL): S.ENROLLING,
+    (S.ENROLLING, A.SUCCEED): S.PROVISIONED,
+    (S.ENROLLING, A.FAIL): S.FAILED,
+    # replacing a failed unit: same record, new hardware, provisioned afresh
+    (S.PROVISIONED, A.REPLACE): S.PROVISIONING,
+    (S.FAILED, A.REPLACE): S.PROVISIONING,
+    # unenrollment
+    **{(state, A.DELETE): S.UNENROLL_PENDING for state in MANAGED_STATES},
+    (S.UNENROLL_PENDING, A.UNENROLL_ACK): S.UNENROLLED,
+    (S.UNENROLLED, A.DISCOVER): S.DISCOVERED,
+}
+
+# The state a brand-new record starts in, by how it came to exist.
+INITIAL_STATES = {"discovered": S.DISCOVERED, "enrolled": S.ENROLLING}
+
+
+class TransitionNotAllowed(ValueError):
+    def __init__(self, state, action):
+        self.state, self.action = state, action
+        super().__init__(f"A device that is {S(state).label.lower()} cannot {A(action).label.lower()}.")
+
+
+def can(state: str, action: str) -> bool:
+    return (state, action) in TRANSITIONS
+
+
+def next_state(state: str, action: str) -> str:
+    try:
+        return TRANSITIONS[(state, action)]
+    except KeyError:
+        raise TransitionNotAllowed(state, action) from None
+
+
+def allowed_actions(state: str) -> set[str]:
+    return {action for (from_state, action) in TRANSITIONS if from_state == state}
+
+
+def states_allowing(action: str) -> set[str]:
+    return {from_state for (from_state, a) in TRANSITIONS if a == action}
+
+
+def reason_forbidden(state: str, action: str) -> str | None:
+    """None when allowed; otherwise the sentence a user sees next to the device."""
+    return None if can(state, action) else str(TransitionNotAllowed(state, action))
+
+
+def apply(device, action: str, **fields) -> bool:
+    """Move one device; False when somebody else moved it first (conditional UPDATE)."""
+    new_state = next_state(device.state, action)
+    now = timezone.now()
+    updated = type(device).objects.filter(pk=device.pk, state=device.state).update(
+        state=new_state, state_changed_at=now, updated_at=now, **fields
+    )
+    if updated:
+        device.state, device.state_changed_at, device.updated_at = new_state, now, now
+        for name, value in fields.items():
+            setattr(device, name, value)
+    return bool(updated)
+
+
+def apply_bulk(queryset, action: str, **fields) -> dict[str, int]:
+    """Move every device of ``queryset`` that may take ``action``: one UPDATE per from-state.
+
+    Returns how many moved from each state; devices whose state forbids the action
+    stay where they are (callers report them with ``reason_forbidden``).
+    """
+    now = timezone.now()
+    moved = {}
+    for from_state in sorted(states_allowing(action)):
+        count = queryset.filter(state=from_state).update(
+            state=TRANSITIONS[(from_state, action)], state_changed_at=now, updated_at=now, **fields
+        )
+        if count:
+            moved[from_state] = count
+    return moved
+
+
+def split_by_permission(states: Iterable[tuple[int, str]], action: str):
+    """Partition ``(pk, state)`` pairs into allowed pks and {pk: reason} for the rest."""
+    allowed, refused = [], {}
+    for pk, state in states:
+        if can(state, action):
+            allowed.append(pk)
+        else:
+            refused[pk] = reason_forbidden(state, action)
+    return allowed, refused

@@ -1,0 +1,18 @@
+from django.apps import AppConfig
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+
+
+class PortalConfig(AppConfig):
+    name = "portal"
+    verbose_name = "Portal"
+
+    def ready(self):
+        from portal.settings import DEMO_SECRET_KEY
+
+        if not settings.DEBUG and settings.SECRET_KEY == DEMO_SECRET_KEY:
+            raise ImproperlyConfigured(
+                "Refusing to start: DEBUG is off but SECRET_KEY is the demo key. "
+                "Set SECRET_KEY to a long random value (python -c 'import secrets; "
+                "print(secrets.token_urlsafe(50))')."
+            )

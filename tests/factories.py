@@ -1,0 +1,87 @@
+"""Small explicit ``make_*`` helpers. Each calls ``full_clean()`` so tests build only valid rows."""
+
+import itertools
+
+from django.contrib.auth import get_user_model
+
+from devices.choices import Protocol
+from devices.models import Device, DeviceGroup, DeviceType, Gateway
+from portal.models import Membership, Organization
+
+_seq = itertools.count(1)
+PASSWORD = "correct-horse-battery-staple"
+
+
+def _n():
+    return next(_seq)
+
+
+def make_organization(name=None, **fields):
+    n = _n()
+    org = Organization(name=name or f"Org {n}", slug=fields.pop("slug", f"org-{n}"), **fields)
+    org.full_clean()
+    org.save()
+    return org
+
+
+def make_user(username=None, *, password=PASSWORD, **fields):
+    user = get_user_model()(username=username or f"user{_n()}", **fields)
+    user.set_password(password)
+    user.full_clean()
+    user.save()
+    return user
+
+
+def make_membership(user, organization, roles=()):
+    membership = Membership(user=user, organization=organization)
+    membership.set_roles(roles)
+    membership.full_clean()
+    membership.save()
+    return membership
+
+
+def make_member(organization, roles=(), username=None):
+    """A user who belongs to ``organization`` with ``roles``; returns the user."""
+    user = make_user(username)
+    make_membership(user, organization, roles)
+    return user
+
+
+def make_device_type(name=None, protocol=Protocol.BLE, **fields):
+    device_type = DeviceType(name=name or f"Type {_n()}", protocol=protocol, **fields)
+    device_type.full_clean()
+    device_type.save()
+    return device_type
+
+
+def make_gateway(organization, uid=None, **fields):
+    n = _n()
+    gateway = Gateway(
+        organization=organization, uid=uid or f"gw-{n}", name=fields.pop("name", f"Gateway {n}"), **fields
+    )
+    gateway.full_clean()
+    gateway.save()
+    return gateway
+
+
+def make_group(organization, name=None, **fields):
+    group = DeviceGroup(organization=organization, name=name or f"Group {_n()}", **fields)
+    group.full_clean()
+    group.save()
+    return group
+
+
+def make_device(organization, device_type=None, **fields):
+    n = _n()
+    device = Device(
+        organization=organization,
+        device_type=device_type or make_device_type(),
+        serial_number=fields.pop("serial_number", f"SN{n:08d}"),
+        **fields,
+    )
+    state = fields.get("state")
+    device.full_clean()
+    device.save()
+    if state:  # tests may start a device anywhere in its lifecycle
+        Device.objects.filter(pk=device.pk).update(state=state)
+    return device
