@@ -4,6 +4,8 @@ Every knob a deployment turns is an environment variable; nothing else should ne
 editing. With DEBUG off, the demo secret key is refused (see ``portal.apps``).
 """
 
+import base64
+import hashlib
 import os
 from pathlib import Path
 
@@ -144,3 +146,13 @@ LOGGING = {
 
 # --- Fleetgate
 DEVICES_PAGE_SIZES = (25, 50, 100, 200)
+
+
+# Encryption at rest for secrets; newest key first. Defaults to a key derived from
+# SECRET_KEY, so the demo needs nothing; production sets its own list.
+def derived_key(secret: str) -> str:
+    digest = hashlib.sha256(("fleetgate-field-encryption:" + secret).encode()).digest()
+    return base64.urlsafe_b64encode(digest).decode()
+
+
+FIELD_ENCRYPTION_KEYS = env_list("FIELD_ENCRYPTION_KEYS", "") or [derived_key(SECRET_KEY)]

@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Set up everything and run the demo: portal (and its helpers) on http://127.0.0.1:8000.
+# Ctrl-C stops every process this script started.
+source "$(dirname "$0")/lib.sh"
+cd "$ROOT"
+HOST="${FLEETGATE_HOST:-127.0.0.1}"
+PORT="${FLEETGATE_PORT:-8000}"
+PASSWORD="${FLEETGATE_DEMO_PASSWORD:-fleetgate-demo}"
+
+ensure_venv
+ensure_redis
+ensure_mosquitto
+"$PY" manage.py preflight
+say "Migrating the database"
+"$PY" manage.py migrate --no-input -v0
+say "Seeding the demo organization"
+"$PY" manage.py seed_demo --password "$PASSWORD" | tee var/demo-logins.txt
+
+mkdir -p var/log
+pids=()
+start() {  # start NAME COMMAND...: run in the background, log to var/log/NAME.log
+  local name=$1; shift
+  "$@" >"var/log/$name.log" 2>&1 &
+  pids+=($!)
+  say "Started $name (pid $!, log var/log/$name.log)"
+}
+stop_all() { kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; }
+trap stop_all EXIT INT TERM
+
+start portal "$PY" manage.py runserver "$HOST:$PORT" --noreload
+
+wait_port "$PORT" "The portal"
+cat <<MSG
+
+  Fleetgate is running: http://$HOST:$PORT/
+  Log in with any user printed above (password: $PASSWORD).
+  Support staff: http://$HOST:$PORT/admin/ as "support".
+  Press Ctrl-C to stop.
+
+MSG
+wait -n "${pids[@]}"
+say "A process exited; stopping the demo (see var/log/)."
