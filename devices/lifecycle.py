@@ -74,7 +74,9 @@ INITIAL_STATES = {"discovered": S.DISCOVERED, "enrolled": S.ENROLLING}
 class TransitionNotAllowed(ValueError):
     def __init__(self, state, action):
         self.state, self.action = state, action
-        super().__init__(f"A device that is {S(state).label.lower()} cannot {A(action).label.lower()}.")
+        super().__init__(
+            f"A device that is {S(state).label.lower()} cannot {A(action).label.lower()}."
+        )
 
 
 def can(state: str, action: str) -> bool:
@@ -105,8 +107,10 @@ def apply(device, action: str, **fields) -> bool:
     """Move one device; False when somebody else moved it first (conditional UPDATE)."""
     new_state = next_state(device.state, action)
     now = timezone.now()
-    updated = type(device).objects.filter(pk=device.pk, state=device.state).update(
-        state=new_state, state_changed_at=now, updated_at=now, **fields
+    updated = (
+        type(device)
+        .objects.filter(pk=device.pk, state=device.state)
+        .update(state=new_state, state_changed_at=now, updated_at=now, **fields)
     )
     if updated:
         device.state, device.state_changed_at, device.updated_at = new_state, now, now

@@ -46,7 +46,9 @@ class DeviceType(models.Model):
 
 
 class Gateway(models.Model):
-    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="gateways")
+    organization = models.ForeignKey(
+        Organization, on_delete=models.CASCADE, related_name="gateways"
+    )
     uid = models.CharField(
         "UID",
         max_length=64,
@@ -145,7 +147,11 @@ class Device(models.Model):
     def clean(self):
         if self.hardware_id is not None:
             self.hardware_id = self.hardware_id.strip().upper() or None
-        if self.gateway_id and self.organization_id and self.gateway.organization_id != self.organization_id:
+        if (
+            self.gateway_id
+            and self.organization_id
+            and self.gateway.organization_id != self.organization_id
+        ):
             raise ValidationError({"gateway": "This gateway belongs to another organization."})
 
     @property

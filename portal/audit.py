@@ -6,7 +6,16 @@ from portal.models import AuditEntry
 MAX_IDS = 1000  # a 10,000-device action keeps its count; the ids are a sample
 
 
-def record(organization, user, action, objects=(), *, object_type="", outcome=AuditOutcome.SUCCESS, **detail):
+def record(
+    organization,
+    user,
+    action,
+    objects=(),
+    *,
+    object_type="",
+    outcome=AuditOutcome.SUCCESS,
+    **detail,
+):
     ids = [getattr(obj, "pk", obj) for obj in objects]
     if not object_type and objects and hasattr(objects[0], "_meta"):
         object_type = objects[0]._meta.model_name

@@ -49,7 +49,9 @@ class Membership(models.Model):
 
     @property
     def roles(self) -> frozenset[str]:
-        return frozenset(role.value for role, field in self.ROLE_FIELDS.items() if getattr(self, field))
+        return frozenset(
+            role.value for role, field in self.ROLE_FIELDS.items() if getattr(self, field)
+        )
 
     def set_roles(self, roles):
         roles = {str(role) for role in roles}

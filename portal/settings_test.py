@@ -5,6 +5,6 @@ import tempfile
 
 os.environ.setdefault("FLEETGATE_VAR_DIR", tempfile.mkdtemp(prefix="fleetgate-test-"))
 
-from portal.settings import *  # noqa: E402,F403
+from portal.settings import *  # noqa: F403
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

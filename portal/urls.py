@@ -8,7 +8,9 @@ urlpatterns = [
     path("", views.DashboardView.as_view(), name="dashboard"),
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
-    path("organization/switch/", views.SwitchOrganizationView.as_view(), name="switch-organization"),
+    path(
+        "organization/switch/", views.SwitchOrganizationView.as_view(), name="switch-organization"
+    ),
     path("dashboard/layout/", views.SaveLayoutView.as_view(), name="dashboard-layout"),
     path("members/", include("portal.member_urls")),
     path("devices/", include("devices.urls")),

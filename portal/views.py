@@ -51,7 +51,9 @@ class SaveLayoutView(tenancy.OrganizationRequiredMixin, View):
             order = [str(key)[:40] for key in data.get("order", [])][:50]
             collapsed = [str(key)[:40] for key in data.get("collapsed", [])][:50]
         except (ValueError, TypeError, AttributeError):
-            return JsonResponse({"error": "Send JSON with 'order' and 'collapsed' lists."}, status=400)
+            return JsonResponse(
+                {"error": "Send JSON with 'order' and 'collapsed' lists."}, status=400
+            )
         DashboardLayout.objects.update_or_create(
             user=request.user, defaults={"layout": {"order": order, "collapsed": collapsed}}
         )

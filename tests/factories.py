@@ -57,7 +57,10 @@ def make_device_type(name=None, protocol=Protocol.BLE, **fields):
 def make_gateway(organization, uid=None, **fields):
     n = _n()
     gateway = Gateway(
-        organization=organization, uid=uid or f"gw-{n}", name=fields.pop("name", f"Gateway {n}"), **fields
+        organization=organization,
+        uid=uid or f"gw-{n}",
+        name=fields.pop("name", f"Gateway {n}"),
+        **fields,
     )
     gateway.full_clean()
     gateway.save()
