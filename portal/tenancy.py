@@ -37,18 +37,18 @@ def memberships_of(user):
     return list(Membership.objects.filter(user=user).select_related("organization"))
 
 
+def choose_membership(memberships, chosen_organization_id):
+    """The membership a user acts in: the one chosen in the session, or the first."""
+    for membership in memberships:
+        if membership.organization_id == chosen_organization_id:
+            return membership
+    return memberships[0] if memberships else None
+
+
 def resolve_membership(request):
-    """The membership the request acts in: the chosen one, or the first."""
     if not request.user.is_authenticated:
         return None
-    memberships = request.all_memberships
-    if not memberships:
-        return None
-    chosen = request.session.get(SESSION_KEY)
-    for membership in memberships:
-        if membership.organization_id == chosen:
-            return membership
-    return memberships[0]
+    return choose_membership(request.all_memberships, request.session.get(SESSION_KEY))
 
 
 class CurrentOrganizationMiddleware:
