@@ -88,3 +88,21 @@ def make_device(organization, device_type=None, **fields):
     if state:  # tests may start a device anywhere in its lifecycle
         Device.objects.filter(pk=device.pk).update(state=state)
     return device
+
+
+def make_staff(*organizations, superuser=False, username=None):
+    """A Django-admin user: staff with every portal and devices model permission.
+
+    A superuser needs no permissions; a plain staff user belongs to ``organizations``
+    (with no role group), which is what scopes what the admin shows them.
+    """
+    from django.contrib.auth.models import Permission
+
+    user = make_user(username, is_staff=True, is_superuser=superuser)
+    if not superuser:
+        user.user_permissions.set(
+            Permission.objects.filter(content_type__app_label__in=["portal", "devices"])
+        )
+    for organization in organizations:
+        make_membership(user, organization)
+    return user
