@@ -9,7 +9,7 @@ from django import forms
 from django.contrib import admin
 from django.db.models import Count
 
-from devices.models import Device, DeviceGroup, DeviceType, Gateway
+from devices.models import Device, DeviceEvent, DeviceGroup, DeviceType, Gateway
 from portal.admin import OrganizationScopedAdminMixin, superuser_only
 
 
@@ -44,7 +44,8 @@ class GatewayAdmin(OrganizationScopedAdminMixin, admin.ModelAdmin):
     list_filter = ["is_online", ("organization", admin.RelatedOnlyFieldListFilter)]
     search_fields = ["uid", "name", "organization__name"]
     list_select_related = ["organization"]
-    readonly_fields = ["is_online", "last_seen", "created_at"]
+    readonly_fields = ["is_online", "last_seen", "secret_rotated_at", "agent_info", "created_at"]
+    masked_fields = ("secret",)
 
     def get_queryset(self, request):
         return super().get_queryset(request).annotate(device_count=Count("devices"))
@@ -130,3 +131,21 @@ class DeviceAdmin(OrganizationScopedAdminMixin, admin.ModelAdmin):
     ]
     filter_horizontal = ["groups"]
     show_full_result_count = False  # a count(*) over 100,000 devices on every page is waste
+
+
+@admin.register(DeviceEvent)
+class DeviceEventAdmin(OrganizationScopedAdminMixin, admin.ModelAdmin):
+    """Read-only: events are what gateways said; support staff look, never edit."""
+
+    list_display = ["occurred_at", "kind", "device", "gateway", "organization", "message"]
+    list_filter = ["kind", ("organization", admin.RelatedOnlyFieldListFilter)]
+    search_fields = ["device__serial_number", "gateway__uid", "message"]
+    list_select_related = ["organization", "device", "gateway"]
+    raw_id_fields = ["device", "gateway"]
+    show_full_result_count = False  # counting millions of events on every page is slow
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False

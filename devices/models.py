@@ -7,6 +7,7 @@ from django.db.models.functions import Lower
 
 from devices.choices import STATE_COLOURS, DeviceState, Protocol
 from devices.lifecycle import allowed_actions
+from portal.crypto import EncryptedTextField
 from portal.models import Organization
 from portal.tenancy import OrganizationQuerySet
 
@@ -59,6 +60,11 @@ class Gateway(models.Model):
     name = models.CharField(max_length=120)
     is_online = models.BooleanField(default=False)
     last_seen = models.DateTimeField(null=True, blank=True)
+    secret = EncryptedTextField(help_text="Signs every message of the gateway link (HMAC-SHA256).")
+    secret_rotated_at = models.DateTimeField(null=True, blank=True)
+    agent_info = models.JSONField(
+        default=dict, blank=True, help_text="What the agent said in its last hello."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     objects = OrganizationQuerySet.as_manager()
@@ -118,6 +124,7 @@ class Device(models.Model):
         max_length=20, choices=DeviceState.choices, default=DeviceState.DISCOVERED, editable=False
     )
     location = models.CharField(max_length=255, blank=True)
+    last_seen = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
     state_changed_at = models.DateTimeField(auto_now_add=True)
@@ -161,3 +168,37 @@ class Device(models.Model):
     @property
     def allowed_actions(self) -> set[str]:
         return allowed_actions(self.state)
+
+
+class DeviceEvent(models.Model):
+    """Something a gateway reported: a device event, a discovery, a state change.
+
+    Written in batches by the bridge (thousands a second), read newest first.
+    """
+
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+")
+    gateway = models.ForeignKey(
+        Gateway, null=True, blank=True, on_delete=models.SET_NULL, related_name="events"
+    )
+    device = models.ForeignKey(
+        Device, null=True, blank=True, on_delete=models.SET_NULL, related_name="events"
+    )
+    kind = models.CharField(max_length=32)
+    message = models.CharField(max_length=255, blank=True)
+    data = models.JSONField(default=dict, blank=True)
+    occurred_at = models.DateTimeField()
+    received_at = models.DateTimeField(auto_now_add=True)
+
+    objects = OrganizationQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-id"]
+        indexes = [
+            models.Index(fields=["organization", "-id"]),
+            models.Index(fields=["organization", "kind", "-id"]),
+            models.Index(fields=["device", "-id"]),
+            models.Index(fields=["organization", "received_at"]),
+        ]
+
+    def __str__(self):
+        return f"{self.kind} {self.device or self.gateway} {self.occurred_at:%H:%M:%S}"

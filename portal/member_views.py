@@ -37,9 +37,7 @@ class MemberMixin(tenancy.OrganizationRequiredMixin):
     required_rule = "manage_members"
 
     def memberships(self):
-        # Membership's manager is a plain one; wrap it so the scope is the shared one.
-        queryset = tenancy.OrganizationQuerySet(model=Membership)
-        return self.scoped(queryset).select_related("user", "organization")
+        return self.scoped(Membership).select_related("user", "organization")
 
     def get_membership(self):
         return get_object_or_404(self.memberships(), pk=self.kwargs["pk"])

@@ -4,6 +4,7 @@ from django.conf import settings
 from django.db import models
 
 from portal.choices import AuditOutcome, Role
+from portal.tenancy import OrganizationQuerySet
 
 
 class Organization(models.Model):
@@ -31,6 +32,8 @@ class Membership(models.Model):
     is_device_manager = models.BooleanField("Device Manager", default=False)
     is_iot_manager = models.BooleanField("IoT Manager", default=False)
     created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = OrganizationQuerySet.as_manager()
 
     ROLE_FIELDS = {
         Role.ADMINISTRATOR: "is_administrator",
@@ -81,6 +84,8 @@ class AuditEntry(models.Model):
     )
     detail = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    objects = OrganizationQuerySet.as_manager()
 
     class Meta:
         ordering = ["-created_at", "-id"]
