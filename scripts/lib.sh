@@ -13,7 +13,7 @@ die() { printf '\033[31merror:\033[0m %s\n' "$*" >&2; exit 1; }
 # --- Python ≥ 3.12 (Django 6 needs it)
 find_python() {
   local candidate
-  for candidate in "${PYTHON:-}" python3.13 python3.12 python3 \
+  for candidate in "${PYTHON:-}" python3.12 python3.13 python3 \
       "$HOME"/.pyenv/versions/3.13*/bin/python3 "$HOME"/.pyenv/versions/3.12*/bin/python3; do
     [ -n "$candidate" ] || continue
     if "$candidate" -c 'import sys, venv; sys.exit(sys.version_info < (3, 12))' >/dev/null 2>&1; then
