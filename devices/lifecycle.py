@@ -33,7 +33,8 @@ MANAGED_STATES = frozenset(
     {S.ENROLLING, S.PROVISIONING, S.PROVISIONED, S.DEPROVISIONING, S.DEPROVISIONED, S.FAILED}
 )
 
-# License capacity counts these (DESIGN.md, "The device lifecycle").
+# License capacity counts these (DESIGN.md). A deprovision frees its seat when it
+# starts, so freeing capacity never waits on a slow or offline gateway.
 LICENSED_STATES = frozenset({S.PROVISIONED, S.PROVISIONING, S.ENROLLING})
 
 TRANSITIONS: dict[tuple[str, str], str] = {
@@ -71,12 +72,27 @@ TRANSITIONS: dict[tuple[str, str], str] = {
 INITIAL_STATES = {"discovered": S.DISCOVERED, "enrolled": S.ENROLLING}
 
 
+# How a refusal reads: "A device that is <state> cannot <phrase>."
+REFUSAL_PHRASES = {
+    A.PROVISION: "be provisioned",
+    A.DEPROVISION: "be deprovisioned",
+    A.REPROVISION: "be reprovisioned",
+    A.ENROLL: "be enrolled",
+    A.REPLACE: "be replaced",
+    A.DELETE: "be deleted",
+    A.UNENROLL_ACK: "acknowledge an unenrollment",
+    A.DISCOVER: "be discovered again",
+    A.SUCCEED: "complete an operation, since none is running",
+    A.FAIL: "fail an operation, since none is running",
+}
+
+
 class TransitionNotAllowed(ValueError):
     def __init__(self, state, action):
         self.state, self.action = state, action
-        super().__init__(
-            f"A device that is {S(state).label.lower()} cannot {A(action).label.lower()}."
-        )
+        state_label = S(state).label.lower() if state in S.values else repr(state)
+        phrase = REFUSAL_PHRASES.get(action, f"take the action {action!r}")
+        super().__init__(f"A device that is {state_label} cannot {phrase}.")
 
 
 def can(state: str, action: str) -> bool:

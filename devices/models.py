@@ -34,6 +34,8 @@ class DeviceType(models.Model):
         return self.name
 
     def clean(self):
+        if not isinstance(self.image_extensions or [], list):
+            raise ValidationError({"image_extensions": 'Give a list, e.g. [".apb", ".nx"].'})
         cleaned = []
         for ext in self.image_extensions or []:
             if not isinstance(ext, str) or not ext.strip():
@@ -151,9 +153,17 @@ class Device(models.Model):
     def __str__(self):
         return self.name or self.serial_number
 
+    @staticmethod
+    def normalise_hardware_id(value):
+        """MAC/UIDs compare case-insensitively and blank means none."""
+        return (value or "").strip().upper() or None
+
+    def save(self, *args, **kwargs):
+        self.hardware_id = self.normalise_hardware_id(self.hardware_id)
+        super().save(*args, **kwargs)
+
     def clean(self):
-        if self.hardware_id is not None:
-            self.hardware_id = self.hardware_id.strip().upper() or None
+        self.hardware_id = self.normalise_hardware_id(self.hardware_id)
         if (
             self.gateway_id
             and self.organization_id

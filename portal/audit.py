@@ -16,6 +16,7 @@ def record(
     outcome=AuditOutcome.SUCCESS,
     **detail,
 ):
+    objects = list(objects)
     ids = [getattr(obj, "pk", obj) for obj in objects]
     if not object_type and objects and hasattr(objects[0], "_meta"):
         object_type = objects[0]._meta.model_name

@@ -93,7 +93,8 @@ class AuditEntry(models.Model):
         verbose_name_plural = "audit entries"
 
     def __str__(self):
-        return f"{self.created_at:%Y-%m-%d %H:%M} {self.user} {self.action} ({self.outcome})"
+        when = f"{self.created_at:%Y-%m-%d %H:%M} " if self.created_at else ""
+        return f"{when}{self.user or 'system'} {self.action} ({self.outcome})"
 
 
 class DashboardLayout(models.Model):
