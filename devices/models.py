@@ -153,14 +153,14 @@ class Device(models.Model):
     def __str__(self):
         return self.name or self.serial_number
 
+    def save(self, *args, **kwargs):
+        self.hardware_id = self.normalise_hardware_id(self.hardware_id)
+        super().save(*args, **kwargs)
+
     @staticmethod
     def normalise_hardware_id(value):
         """MAC/UIDs compare case-insensitively and blank means none."""
         return (value or "").strip().upper() or None
-
-    def save(self, *args, **kwargs):
-        self.hardware_id = self.normalise_hardware_id(self.hardware_id)
-        super().save(*args, **kwargs)
 
     def clean(self):
         self.hardware_id = self.normalise_hardware_id(self.hardware_id)
