@@ -7,3 +7,13 @@ class DevicesConfig(AppConfig):
 
     def ready(self):
         from devices import widgets  # noqa: F401  (registers the Devices and Groups widgets)
+        from devices.lifecycle import LICENSED_STATES
+        from devices.models import Device
+        from licensing.capacity import set_used_counter
+
+        # Seats are derived from device states; licensing knows no device, so we tell it.
+        set_used_counter(
+            lambda org: (
+                Device.objects.for_organization(org).filter(state__in=LICENSED_STATES).count()
+            )
+        )

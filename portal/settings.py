@@ -46,6 +46,7 @@ INSTALLED_APPS = [
     "django_rq",
     "portal",
     "devices",
+    "licensing",
 ]
 
 MIDDLEWARE = [
@@ -165,3 +166,9 @@ CHANNEL_LAYERS = {
         "CONFIG": {"hosts": [REDIS_URL]},
     }
 }
+
+# --- Licensing: the vendor's Ed25519 public key (base64 of the raw 32 bytes) that signs
+# license files. The default is the DEMO key of licensing/keys.py, whose private half is
+# in the repository too: a deployment sets its own ("manage.py check" warns otherwise).
+DEMO_LICENSE_PUBLIC_KEY = "pz1TFHJCgqhGbaKK0HVedw8Y6qYuRcr4cJMdLmGJbac="
+LICENSE_PUBLIC_KEY = os.environ.get("LICENSE_PUBLIC_KEY", "").strip() or DEMO_LICENSE_PUBLIC_KEY

@@ -14,6 +14,7 @@ urlpatterns = [
     path("dashboard/layout/", views.SaveLayoutView.as_view(), name="dashboard-layout"),
     path("members/", include("portal.member_urls")),
     path("devices/", include("devices.urls")),
+    path("licenses/", include("licensing.urls")),
     path("admin/rq/", include("django_rq.urls")),
     path("admin/", admin.site.urls),
 ]

@@ -1,0 +1,86 @@
+"""The Licenses widget: seats used of total, the installed licenses, and the upload form.
+
+Everybody in the organization sees the widget; only ``manage_licenses`` (Administrators)
+may upload, and the server refuses others with 403 whatever the page showed.
+"""
+
+from django.contrib import messages
+from django.db import transaction
+from django.shortcuts import redirect, render
+from django.utils import timezone
+from django.views import View
+
+from licensing import capacity
+from licensing.forms import LicenseUploadForm
+from portal import audit, tenancy
+from portal.choices import AuditOutcome
+
+
+class LicensesMixin(tenancy.OrganizationRequiredMixin):
+    def render_widget(self, form=None, notice=""):
+        """The widget body for htmx (the dashboard), the full page otherwise."""
+        today = timezone.localdate()
+        usage = capacity.usage(self.organization, today=today)
+        if form is None and self.allows("manage_licenses"):
+            form = LicenseUploadForm(organization=self.organization)
+        context = {
+            "usage": usage,
+            "rows": [(lic, lic.status_on(today)) for lic in usage.licenses],
+            "form": form,
+            "notice": notice,
+        }
+        return render(self.request, self.template(), context)
+
+    def template(self):
+        """An htmx swap gets the widget body; a plain visit or a history restore, the page."""
+        htmx = self.request.htmx
+        if htmx and not htmx.history_restore_request:
+            return "licensing/_licenses_widget.html"
+        return "licensing/license_list.html"
+
+
+class LicensesWidgetView(LicensesMixin, View):
+    required_rule = "view"
+
+    def get(self, request):
+        return self.render_widget()
+
+
+class LicenseUploadView(LicensesMixin, View):
+    required_rule = "manage_licenses"
+
+    def post(self, request):
+        form = LicenseUploadForm(request.POST, request.FILES, organization=self.organization)
+        with transaction.atomic():
+            installed = form.save(request.user) if form.is_valid() else None
+            if installed is None:
+                audit.record(
+                    self.organization,
+                    request.user,
+                    "license.upload",
+                    object_type="license",
+                    outcome=AuditOutcome.FAILURE,
+                    reason=form.reason,
+                    code=form.refusal.code if form.refusal else "invalid_form",
+                )
+            else:
+                audit.record(
+                    self.organization,
+                    request.user,
+                    "license.upload",
+                    [installed],
+                    license_id=str(installed.license_id),
+                    capacity=installed.capacity,
+                    valid_from=installed.valid_from.isoformat(),
+                    valid_until=installed.valid_until.isoformat(),
+                )
+        if installed is None:
+            return self.render_widget(form)
+        notice = (
+            f"License installed: {installed.capacity} devices, "
+            f"valid until {installed.valid_until.isoformat()}."
+        )
+        if request.htmx:
+            return self.render_widget(notice=notice)
+        messages.success(request, notice)
+        return redirect("licensing:widget")
