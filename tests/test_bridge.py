@@ -1,0 +1,160 @@
+"""The bridge against the real Mosquitto and Redis: messages in, rows and live updates out."""
+
+import threading
+import time
+import uuid
+
+import paho.mqtt.client as mqtt
+import pytest
+
+from devices.bridge import Bridge
+from devices.choices import DeviceState
+from devices.models import Device, DeviceEvent, Gateway
+from gateway.protocol import Message, MsgType, encode, new_id, now_ms, topic
+from tests.factories import make_device, make_device_type, make_gateway, make_organization
+
+pytestmark = [pytest.mark.services, pytest.mark.django_db(transaction=True)]
+
+SECRET = "s3cret-for-tests-only"
+
+
+def wait_for(predicate, timeout=10.0, interval=0.05):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return False
+
+
+@pytest.fixture
+def publisher():
+    client = mqtt.Client(
+        callback_api_version=mqtt.CallbackAPIVersion.VERSION2, client_id=f"test-{uuid.uuid4().hex}"
+    )
+    client.connect("127.0.0.1", 1883)
+    client.loop_start()
+    yield client
+    client.loop_stop()
+    client.disconnect()
+
+
+@pytest.fixture
+def bridge():
+    bridge = Bridge(client_id=f"test-bridge-{uuid.uuid4().hex}", batch_window=0.02)
+    thread = threading.Thread(target=bridge.run, daemon=True)
+    thread.start()
+    assert bridge.connected.wait(10), "the bridge did not connect to Mosquitto"
+    time.sleep(0.2)  # the SUBSCRIBE is in flight right after CONNACK
+    yield bridge
+    bridge.stop()
+    thread.join(10)
+
+
+def send(publisher, uid, msg_type, body, secret=SECRET, **envelope):
+    payload = encode(Message(msg_type, uid, body, **envelope), secret)
+    publisher.publish(topic(uid, msg_type), payload, qos=1).wait_for_publish(5)
+    return payload
+
+
+def hello(session="0" * 32):
+    return {
+        "agent": "test/1",
+        "driver": "simulated",
+        "session": session,
+        "devices": 2,
+        "kinds": ["provision"],
+        "link": "ok",
+    }
+
+
+@pytest.fixture
+def org():
+    return make_organization()
+
+
+@pytest.fixture
+def gw(org):
+    return make_gateway(org, uid=f"gw-{uuid.uuid4().hex[:12]}", secret=SECRET)
+
+
+def test_hello_discovery_and_events_are_persisted(bridge, publisher, org, gw):
+    device_type = make_device_type(name=f"BLE {uuid.uuid4().hex[:6]}")
+    send(publisher, gw.uid, MsgType.HELLO, hello())
+    send(
+        publisher,
+        gw.uid,
+        MsgType.DISCOVERY,
+        {
+            "devices": [
+                {
+                    "serial": "SN-1",
+                    "hardware_id": "aa:bb:cc:00:00:01",
+                    "device_type": device_type.name,
+                },
+                {"serial": "SN-2", "device_type": "something unknown"},
+            ]
+        },
+    )
+    assert wait_for(lambda: Device.objects.filter(organization=org).count() == 2)
+    one = Device.objects.get(organization=org, serial_number="SN-1")
+    assert one.state == DeviceState.DISCOVERED
+    assert one.gateway_id == gw.id and one.device_type_id == device_type.id
+    assert one.hardware_id == "AA:BB:CC:00:00:01"
+    gateway = Gateway.objects.get(pk=gw.pk)
+    assert gateway.is_online and gateway.last_seen and gateway.agent_info["driver"] == "simulated"
+
+    events = [
+        {"device": {"serial": "SN-1"}, "kind": "telemetry", "ts": now_ms(), "data": {"lux": i}}
+        for i in range(300)
+    ]
+    send(publisher, gw.uid, MsgType.EVENT, {"events": events})
+    assert wait_for(lambda: DeviceEvent.objects.filter(device=one).count() == 300)
+
+
+def test_offline_status_marks_the_gateway_offline(bridge, publisher, gw):
+    send(publisher, gw.uid, MsgType.HELLO, hello())
+    assert wait_for(lambda: Gateway.objects.get(pk=gw.pk).is_online)
+    send(publisher, gw.uid, MsgType.STATUS, {"state": "offline", "session": "0" * 32, "will": True})
+    assert wait_for(lambda: not Gateway.objects.get(pk=gw.pk).is_online)
+
+
+def test_bad_messages_are_counted_by_reason_and_the_bridge_keeps_going(bridge, publisher, org, gw):
+    other_gw = make_gateway(org, uid=f"gw-{uuid.uuid4().hex[:12]}", secret="other")
+    theirs = make_device(org, serial_number="THEIRS-1", gateway=other_gw)
+    uid = gw.uid
+    publisher.publish(topic(uid, MsgType.EVENT), b"{not json", qos=1)  # unsigned
+    send(publisher, uid, MsgType.HELLO, hello(), secret="wrong-secret")  # forged
+    send(publisher, "gw-nobody-knows", MsgType.HELLO, hello())  # unknown gateway
+    replayed = send(publisher, uid, MsgType.HELLO, hello())
+    publisher.publish(topic(uid, MsgType.HELLO), replayed, qos=1).wait_for_publish(5)
+    send(publisher, uid, MsgType.HELLO, hello(), ts=now_ms() - 3_600_000, id=new_id())  # stale
+    publisher.publish(topic(uid, MsgType.EVENT), b"x" * (300 * 1024), qos=1)  # oversized
+    send(  # speaks for another gateway's device
+        publisher,
+        uid,
+        MsgType.EVENT,
+        {"events": [{"device": {"serial": theirs.serial_number}, "kind": "alarm", "ts": now_ms()}]},
+    )
+    send(publisher, uid, MsgType.DISCOVERY, {"devices": [{"serial": "FINE-1"}]})  # still works
+
+    expected = {
+        "rejected.bad_signature": 2,
+        "rejected.unknown_gateway": 1,
+        "rejected.replayed": 2,
+        "rejected.oversized": 1,
+        "rejected.foreign_device": 1,
+    }
+    assert wait_for(
+        lambda: (
+            all(bridge.stats[k] >= v for k, v in expected.items())
+            and Device.objects.filter(serial_number="FINE-1").exists()
+        )
+    ), dict(bridge.stats)
+    assert not DeviceEvent.objects.filter(device=theirs).exists()
+
+
+def test_unenrolled_device_seen_again_is_rediscovered(bridge, publisher, org, gw):
+    device = make_device(org, serial_number="BACK-1", gateway=gw, state=DeviceState.UNENROLLED)
+    send(publisher, gw.uid, MsgType.DISCOVERY, {"devices": [{"serial": "BACK-1"}]})
+    assert wait_for(lambda: Device.objects.get(pk=device.pk).state == DeviceState.DISCOVERED)
