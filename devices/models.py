@@ -141,13 +141,16 @@ class Device(models.Model):
             ),
             models.UniqueConstraint(fields=["hardware_id"], name="device_unique_hardware_id"),
         ]
+        # The Devices widget's sorts and filters, each ending in id (its tiebreaker) so
+        # PostgreSQL can read a deep page off the index instead of sorting 100,000 rows.
         indexes = [
-            models.Index(fields=["organization", "state", "serial_number"]),
-            models.Index(fields=["organization", "name"]),
+            models.Index(fields=["organization", "serial_number", "id"]),
+            models.Index(fields=["organization", "state", "serial_number", "id"]),
+            models.Index(fields=["organization", "name", "id"]),
             models.Index(fields=["organization", "hardware_id"]),
-            models.Index(fields=["organization", "device_type", "serial_number"]),
-            models.Index(fields=["organization", "gateway", "serial_number"]),
-            models.Index(fields=["organization", "updated_at"]),
+            models.Index(fields=["organization", "device_type", "serial_number", "id"]),
+            models.Index(fields=["organization", "gateway", "serial_number", "id"]),
+            models.Index(fields=["organization", "updated_at", "id"]),
         ]
 
     def __str__(self):
