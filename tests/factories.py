@@ -106,3 +106,19 @@ def make_staff(*organizations, superuser=False, username=None):
     for organization in organizations:
         make_membership(user, organization)
     return user
+
+
+def make_devices(organization, count, device_type=None, **fields):
+    """``count`` devices checked with ``full_clean()`` and written in one INSERT (list tests)."""
+    device_type = device_type or make_device_type()
+    devices = []
+    for _ in range(count):
+        device = Device(
+            organization=organization,
+            device_type=device_type,
+            serial_number=f"SN{_n():08d}",
+            **fields,
+        )
+        device.full_clean()
+        devices.append(device)
+    return Device.objects.bulk_create(devices)

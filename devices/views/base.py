@@ -1,0 +1,71 @@
+"""What the devices views share: partial-or-page rendering and dialog responses."""
+
+import json
+
+from django.contrib import messages
+from django.http import HttpResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils.cache import patch_vary_headers
+from django.utils.http import url_has_allowed_host_and_scheme
+
+from portal.tenancy import OrganizationRequiredMixin
+
+# The event both widgets (and the device page) listen to, to re-render after a change.
+GROUPS_CHANGED = "groupsChanged"
+
+
+def wants_partial(request):
+    """An htmx swap gets a fragment; a history restore or a plain visit gets the page."""
+    return bool(request.htmx) and not request.htmx.history_restore_request
+
+
+def render_varying(request, template, context, status=200):
+    response = render(request, template, context, status=status)
+    patch_vary_headers(response, ("HX-Request",))  # fragment and page share one URL
+    return response
+
+
+def safe_next(request, default="dashboard"):
+    target = request.POST.get("next") or request.GET.get("next") or ""
+    if target and url_has_allowed_host_and_scheme(
+        target, {request.get_host()}, require_https=request.is_secure()
+    ):
+        return target
+    return reverse(default)
+
+
+class DialogView(OrganizationRequiredMixin):
+    """A small form shown in a modal dialog on the dashboard, or as a page without htmx.
+
+    Success answers htmx with 204 and a ``groupsChanged`` event carrying the message
+    (the widgets re-render themselves); a plain POST is redirected back with a message.
+    """
+
+    required_rule = "manage_groups"
+    title = ""
+    body_template = ""
+    submit_label = "Save"
+    danger = False
+
+    def render_dialog(self, **context):
+        context.setdefault("title", self.title)
+        context.setdefault("submit_label", self.submit_label)
+        context.setdefault("danger", self.danger)
+        context["body_template"] = self.body_template
+        context["action"] = self.request.path
+        context["next"] = safe_next(self.request)
+        template = (
+            "devices/dialogs/dialog.html"
+            if wants_partial(self.request)
+            else "devices/dialogs/page.html"
+        )
+        return render_varying(self.request, template, context)
+
+    def done(self, message):
+        if self.request.htmx:
+            response = HttpResponse(status=204)
+            response["HX-Trigger"] = json.dumps({GROUPS_CHANGED: {"message": message}})
+            return response
+        messages.success(self.request, message)
+        return redirect(safe_next(self.request))

@@ -1,0 +1,119 @@
+"""The Devices widget (also the /devices/ page) and the device page."""
+
+from urllib.parse import urlparse
+
+from django.conf import settings
+from django.db.models import Prefetch
+from django.shortcuts import get_object_or_404
+from django.urls import reverse
+from django.views import View
+
+from devices.choices import DeviceState
+from devices.filters import DeviceFilter, Facets, KeysFirstPaginator
+from devices.models import Device, DeviceGroup, DeviceType, Gateway
+from devices.views.base import render_varying, wants_partial
+from portal.tenancy import OrganizationRequiredMixin
+
+# Columns a page never shows; the gateway's secret would be decrypted once per row.
+LIST_DEFERRED = ("gateway__secret", "gateway__agent_info", "device_type__image_extensions")
+
+
+def groups_prefetch():
+    # A plain list per device: templates read it twice per row, and every
+    # ``device.groups`` access would build a new related manager.
+    return Prefetch("groups", queryset=DeviceGroup.objects.only("pk", "name"), to_attr="group_list")
+
+
+class DeviceListView(OrganizationRequiredMixin, View):
+    """One view, three renderings: the results (an htmx swap of ``#devices-results``),
+    the whole widget (the dashboard's first load) or the standalone page.
+
+    Queries per page do not depend on its size: three facet lists, the count, one page
+    of keys, the rows with their type and gateway, one prefetch of their groups (a
+    search counts in the keys query, one query fewer).
+    """
+
+    def get(self, request):
+        facets = Facets(
+            types=list(DeviceType.objects.only("pk", "name").order_by("name", "pk")),
+            gateways=list(self.scoped(Gateway).only("pk", "name").order_by("name", "pk")),
+            groups=list(self.scoped(DeviceGroup).only("pk", "name").order_by("name", "pk")),
+        )
+        list_url = reverse("devices:widget")
+        devices_filter = DeviceFilter(
+            request.GET, facets, settings.DEVICES_PAGE_SIZES, base_url=list_url
+        )
+        rows = (
+            self.scoped(Device)
+            .select_related("device_type", "gateway")
+            .defer(*LIST_DEFERRED)
+            .prefetch_related(groups_prefetch())
+        )
+        paginator = KeysFirstPaginator(
+            devices_filter.apply(self.scoped(Device)),
+            devices_filter.per_page,
+            rows=rows,
+            count_in_keys=bool(devices_filter.q),
+        )
+        page = paginator.get_page(devices_filter.page)
+        context = {
+            "filter": devices_filter,
+            "facets": facets,
+            "page_obj": page,
+            "paginator": paginator,
+            "devices": page.object_list,
+            "states": DeviceState.choices,
+            "page_sizes": devices_filter.page_sizes,
+            "page_links": self.page_links(devices_filter, page),
+            "self_url": devices_filter.url(page=page.number),
+            "standalone": self.is_standalone(list_url),
+        }
+        if not wants_partial(request):
+            template = "devices/device_list.html"
+        elif request.htmx.target == "devices-results":
+            template = "devices/_device_results.html"
+        else:
+            template = "devices/_devices_widget.html"
+        return render_varying(request, template, context)
+
+    def is_standalone(self, list_url):
+        """True on the /devices/ page itself, where links also update the address bar."""
+        if not wants_partial(self.request):
+            return True
+        current = self.request.htmx.current_url or ""
+        return urlparse(current).path == list_url
+
+    @staticmethod
+    def page_links(devices_filter, page):
+        paginator = page.paginator
+        links = []
+        for number in paginator.get_elided_page_range(page.number, on_each_side=1, on_ends=1):
+            if number == paginator.ELLIPSIS:
+                links.append({"ellipsis": True})
+            else:
+                links.append(
+                    {
+                        "number": number,
+                        "url": devices_filter.url(page=number),
+                        "current": number == page.number,
+                    }
+                )
+        nav = {
+            "previous": devices_filter.url(page=page.previous_page_number())
+            if page.has_previous()
+            else "",
+            "next": devices_filter.url(page=page.next_page_number()) if page.has_next() else "",
+        }
+        return {"numbers": links, **nav}
+
+
+class DeviceDetailView(OrganizationRequiredMixin, View):
+    def get(self, request, pk):
+        device = get_object_or_404(
+            self.scoped(Device)
+            .select_related("device_type", "gateway")
+            .defer("gateway__secret", "gateway__agent_info")
+            .prefetch_related(groups_prefetch()),
+            pk=pk,
+        )
+        return render_varying(request, "devices/device_detail.html", {"device": device})

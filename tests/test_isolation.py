@@ -1,0 +1,181 @@
+"""The organization-isolation matrix: every role combination x every view x own and
+other organization. A user gets the right status code and never another organization's data.
+
+New views join ``VIEWS`` (CONTRIBUTING.md); a meta-test fails when a URL name of the
+portal's apps is missing from the matrix.
+"""
+
+import itertools
+
+import pytest
+from django.urls import get_resolver, reverse
+
+from portal import permissions
+from portal.choices import Role
+from tests.factories import (
+    make_device,
+    make_device_type,
+    make_gateway,
+    make_group,
+    make_member,
+    make_membership,
+    make_organization,
+    make_user,
+)
+
+pytestmark = pytest.mark.django_db
+
+ROLES = [r.value for r in Role]
+COMBINATIONS = [
+    frozenset(c) for n in range(len(ROLES) + 1) for c in itertools.combinations(ROLES, n)
+]
+
+
+def _combo_id(roles):
+    return "+".join(sorted(roles)) or "no-role"
+
+
+class World:
+    """Two organizations with one of everything; every marker string is unique to its org."""
+
+    def __init__(self):
+        device_type = make_device_type()
+        self.orgs = {}
+        for side in ("own", "other"):
+            org = make_organization(name=f"Org {side.upper()} Inc")
+            gateway = make_gateway(org, name=f"GW-{side.upper()}-MARK")
+            device = make_device(
+                org,
+                device_type,
+                serial_number=f"SERIAL-{side.upper()}-MARK",
+                name=f"Device {side} mark",
+                gateway=gateway,
+            )
+            group = make_group(org, name=f"GROUP-{side.upper()}-MARK")
+            group.devices.add(device)
+            member = make_member(org, [Role.DEVICE_MANAGER], username=f"member-{side}")
+            self.orgs[side] = {
+                "org": org,
+                "device": device,
+                "group": group,
+                "gateway": gateway,
+                "membership": member.memberships.get(),
+            }
+
+    def markers(self, side):
+        return [
+            f"SERIAL-{side.upper()}-MARK",
+            f"GROUP-{side.upper()}-MARK",
+            f"GW-{side.upper()}-MARK",
+        ]
+
+
+@pytest.fixture
+def world():
+    return World()
+
+
+# (url name, rule, how to build the URL from one side's objects, or None for list views)
+VIEWS = [
+    ("dashboard", "view", None),
+    ("devices:widget", "view", None),
+    ("devices:groups-widget", "view", None),
+    ("licensing:widget", "view", None),
+    ("members", "manage_members", None),
+    ("member-add", "manage_members", None),
+    ("devices:group-create", "manage_groups", None),
+    ("devices:group-add-devices", "manage_groups", None),
+    ("devices:group-remove-devices", "manage_groups", None),
+    ("devices:detail", "view", lambda o: [o["device"].pk]),
+    ("devices:group-rename", "manage_groups", lambda o: [o["group"].pk]),
+    ("devices:group-delete", "manage_groups", lambda o: [o["group"].pk]),
+    ("member-edit", "manage_members", lambda o: [o["membership"].pk]),
+    ("member-remove", "manage_members", lambda o: [o["membership"].pk]),
+]
+# POST-only or not organization data: covered by their own tests.
+NOT_IN_MATRIX = {
+    "login",
+    "logout",
+    "switch-organization",
+    "dashboard-layout",
+    "licensing:upload",
+}
+
+
+@pytest.mark.parametrize("roles", COMBINATIONS, ids=_combo_id)
+@pytest.mark.parametrize(("name", "rule", "args"), VIEWS, ids=[v[0] for v in VIEWS])
+def test_matrix(client, world, roles, name, rule, args):
+    user = make_member(world.orgs["own"]["org"], roles)
+    client.force_login(user)
+    allowed = permissions.allows(rule, roles)
+    for side in ("own", "other"):
+        if args is None and side == "other":
+            continue  # list views have no other-organization URL; the markers check below
+        url = reverse(name, args=args(world.orgs[side]) if args else None)
+        response = client.get(url)
+        if not allowed:
+            assert response.status_code in (403, 404) if side == "other" else (403,), url
+        elif side == "own":
+            assert response.status_code == 200, url
+        else:
+            assert response.status_code == 404, url
+        body = response.content.decode()
+        for marker in world.markers("other"):
+            assert marker not in body, f"{url} leaked {marker}"
+
+
+@pytest.mark.parametrize(("name", "rule", "args"), VIEWS, ids=[v[0] for v in VIEWS])
+def test_anonymous_users_are_sent_to_log_in(client, world, name, rule, args):
+    url = reverse(name, args=args(world.orgs["own"]) if args else None)
+    response = client.get(url)
+    assert response.status_code == 302 and reverse("login") in response["Location"]
+
+
+@pytest.mark.parametrize(("name", "rule", "args"), VIEWS, ids=[v[0] for v in VIEWS])
+def test_user_of_no_organization_sees_nothing(client, world, name, rule, args):
+    client.force_login(make_user())
+    url = reverse(name, args=args(world.orgs["own"]) if args else None)
+    response = client.get(url)
+    assert response.status_code in (403, 404)
+    for side in ("own", "other"):
+        for marker in world.markers(side):
+            assert marker not in response.content.decode()
+
+
+def test_switching_organization_changes_what_is_shown(client, world):
+    user = make_member(world.orgs["own"]["org"], [Role.ADMINISTRATOR])
+    make_membership(user, world.orgs["other"]["org"], [Role.ADMINISTRATOR])
+    client.force_login(user)
+    client.post(reverse("switch-organization"), {"organization": world.orgs["other"]["org"].pk})
+    body = client.get(reverse("devices:widget")).content.decode()
+    assert "SERIAL-OTHER-MARK" in body and "SERIAL-OWN-MARK" not in body
+    own_device = world.orgs["own"]["device"]
+    assert client.get(reverse("devices:detail", args=[own_device.pk])).status_code == 404
+
+
+def test_posting_to_another_organizations_group_is_a_404(client, world):
+    user = make_member(world.orgs["own"]["org"], [Role.ADMINISTRATOR])
+    client.force_login(user)
+    other = world.orgs["other"]
+    for name in ("devices:group-rename", "devices:group-delete"):
+        response = client.post(reverse(name, args=[other["group"].pk]), {"name": "stolen"})
+        assert response.status_code == 404
+    other["group"].refresh_from_db()
+    assert other["group"].name == "GROUP-OTHER-MARK"
+
+
+def _url_names(resolver, prefix=""):
+    for pattern in resolver.url_patterns:
+        if hasattr(pattern, "url_patterns"):
+            namespace = f"{prefix}{pattern.namespace}:" if pattern.namespace else prefix
+            yield from _url_names(pattern, namespace)
+        elif pattern.name:
+            yield prefix + pattern.name
+
+
+def test_every_portal_view_is_in_the_matrix():
+    """A new URL of our apps must join VIEWS (or NOT_IN_MATRIX, with a reason)."""
+    # The admin and django-rq's pages are staff-only and scoped by their own tests.
+    ours = {n for n in _url_names(get_resolver()) if not n.startswith(("admin:", "django_rq:"))}
+    covered = {v[0] for v in VIEWS} | NOT_IN_MATRIX
+    assert ours - covered == set()
