@@ -8,3 +8,8 @@ os.environ.setdefault("FLEETGATE_VAR_DIR", tempfile.mkdtemp(prefix="fleetgate-te
 from portal.settings import *  # noqa: F403
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+# A file, not SQLite's shared in-memory database: live-server threads, the bridge's
+# writer thread and Channels' thread pool each get a real connection of their own.
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":  # noqa: F405
+    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test.sqlite3")}  # noqa: F405

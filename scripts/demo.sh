@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Set up everything and run the demo: portal (and its helpers) on http://127.0.0.1:8000.
+# Set up everything and run the demo on http://127.0.0.1:8000: the portal, an RQ worker,
+# the MQTT bridge and simulated gateways.
 # Ctrl-C stops every process this script started.
 source "$(dirname "$0")/lib.sh"
 cd "$ROOT"
@@ -10,7 +11,7 @@ PASSWORD="${FLEETGATE_DEMO_PASSWORD:-fleetgate-demo}"
 ensure_venv
 ensure_redis
 ensure_mosquitto
-"$PY" manage.py preflight
+"$PY" manage.py preflight --require redis,mqtt
 say "Migrating the database"
 "$PY" manage.py migrate --no-input -v0
 say "Seeding the demo organization"
@@ -27,7 +28,14 @@ start() {  # start NAME COMMAND...: run in the background, log to var/log/NAME.l
 stop_all() { kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; }
 trap stop_all EXIT INT TERM
 
+"$PY" manage.py gateway_secrets --organization demo --out var/sim-secrets.json
 start portal "$PY" manage.py runserver "$HOST:$PORT" --noreload
+start worker "$PY" manage.py rqworker default --worker-class rq.worker.SimpleWorker
+start bridge "$PY" manage.py run_bridge --client-id fleetgate-demo-bridge
+# The demo organization's gateways, simulated: their devices show up as discovered and
+# send a trickle of events, so the widgets change live.
+start gateways "$PY" -m gateway simulate --secrets var/sim-secrets.json --devices 20 \
+  --events-per-s 2 --latency-ms 300 --state-dir var/gateway-sim
 
 wait_port "$PORT" "The portal"
 cat <<MSG

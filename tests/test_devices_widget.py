@@ -313,7 +313,8 @@ def count_queries(client, params, headers=None):
 def test_queries_per_page_do_not_grow_with_the_page_size(login, manager, org, headers):
     """Session, user, memberships; types, gateways, groups; count, keys, rows, their groups.
 
-    A search counts inside its keys query (one scan instead of two): one query fewer.
+    A search on SQLite counts inside its keys query (one scan instead of two): one
+    query fewer. PostgreSQL keeps the separate count (its trigram indexes serve it).
     """
     gateways = [make_gateway(org) for _ in range(3)]
     groups = [make_group(org) for _ in range(3)]
@@ -323,10 +324,11 @@ def test_queries_per_page_do_not_grow_with_the_page_size(login, manager, org, he
             device.groups.add(*groups[: device.pk % 3 + 1])
     client = login(manager)
     searched = {"q": "SN", "sort": "-gateway", "group": groups[0].pk}
+    search_queries = 9 if connection.vendor == "sqlite" else 10
     for params, expected in (
         ({}, 10),
         ({"state": "discovered", "sort": "type"}, 10),
-        (searched, 9),
+        (searched, search_queries),
     ):
         small, response = count_queries(client, {**params, "per_page": 25}, headers)
         assert len(serials(response)) == 25

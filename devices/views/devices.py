@@ -30,7 +30,7 @@ class DeviceListView(OrganizationRequiredMixin, View):
 
     Queries per page do not depend on its size: three facet lists, the count, one page
     of keys, the rows with their type and gateway, one prefetch of their groups (a
-    search counts in the keys query, one query fewer).
+    search on SQLite counts in the keys query: one query fewer).
     """
 
     def get(self, request):
@@ -53,7 +53,7 @@ class DeviceListView(OrganizationRequiredMixin, View):
             devices_filter.apply(self.scoped(Device)),
             devices_filter.per_page,
             rows=rows,
-            count_in_keys=bool(devices_filter.q),
+            count_in_keys=devices_filter.counts_in_keys,
         )
         page = paginator.get_page(devices_filter.page)
         context = {
