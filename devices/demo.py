@@ -294,3 +294,43 @@ def ensure_member(organization, username, roles, password: DemoPassword, result,
             result.add("role changes", not created)
         result.add("memberships", created)
     return user
+
+
+def ensure_demo_license(organization, capacity: int, result: SeedResult):
+    """A valid license signed with the demo key, so the demo can provision out of the box.
+
+    Only when the portal trusts the demo key: a deployment with its own vendor key would
+    (rightly) refuse a demo-signed license.
+    """
+    from django.conf import settings
+
+    from licensing import keys, signing
+    from licensing.models import License
+
+    if settings.LICENSE_PUBLIC_KEY != keys.DEMO_PUBLIC_KEY:
+        return None
+    today = timezone.localdate()
+    existing = License.objects.for_organization(organization).valid_on(today).first()
+    if existing:
+        return existing
+    data = signing.issue(
+        signing.load_private_key(keys.DEMO_PRIVATE_KEY),
+        {
+            "organization": organization.slug,
+            "organization_name": organization.name,
+            "capacity": capacity,
+            "valid_from": today,
+            "valid_until": today + timedelta(days=364),
+        },
+    )
+    claims = signing.verify(data, settings.LICENSE_PUBLIC_KEY, organization=organization.slug)
+    result.add("licenses")
+    return License.objects.create(
+        organization=organization,
+        license_id=claims.license_id,
+        capacity=claims.capacity,
+        valid_from=claims.valid_from,
+        valid_until=claims.valid_until,
+        issued_at=claims.issued_at,
+        raw=data.decode(),
+    )

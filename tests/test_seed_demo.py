@@ -199,3 +199,14 @@ def test_bench_widgets_reuses_the_generator_and_prints_one_json_line():
 
     call_command("bench_widgets", *args, stdout=io.StringIO(), stderr=(err := io.StringIO()))
     assert "Using the existing 60 devices" in err.getvalue()
+
+
+@pytest.mark.django_db
+def test_demo_organization_gets_one_valid_license_signed_with_the_demo_key():
+    from licensing.models import License
+
+    call_command("seed_demo", "--devices", "20", stdout=io.StringIO())
+    call_command("seed_demo", "--devices", "20", stdout=io.StringIO())
+    licenses = License.objects.filter(organization__slug="demo")
+    assert licenses.count() == 1
+    assert licenses.get().capacity >= 40

@@ -51,6 +51,7 @@ class Command(BaseCommand):
         try:
             org = demo.ensure_organization("demo", "Demo Building Co", result)
             demo.seed_organization(org, devices=devices, gateways=min(5, devices), result=result)
+            demo.ensure_demo_license(org, capacity=max(500, 2 * devices), result=result)
             other = demo.ensure_organization("other", "Other Tenant Ltd", result)
             demo.seed_organization(other, devices=8, gateways=1, groups=("Lobby",), result=result)
         except ValueError as exc:  # e.g. a gateway UID taken by another organization
