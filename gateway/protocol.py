@@ -1,0 +1,314 @@
+"""The gateway link's wire protocol: topics, the signed envelope, validation, batching.
+
+One definition for both ends: the portal's bridge and the gateway agent import this
+module, and docs/gateway-protocol.md describes the same rules for third parties.
+
+The signature covers the exact bytes that are parsed. A sender serialises the envelope
+without its signature (any JSON serialiser, UTF-8), signs those bytes, and attaches the
+signature by replacing the final ``}`` with ``,"sig":"<hex>"}``. A receiver cuts that
+fixed-length suffix off again, so it never re-serialises (no canonical-JSON rules to
+disagree about) and refuses a forgery before parsing it.
+"""
+
+import hashlib
+import hmac
+import json
+import re
+import time
+import uuid
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from gateway.codes import (
+    BATCH_KEY,
+    CHANNEL_OF,
+    MAX_BATCH,
+    MAX_PAYLOAD_BYTES,
+    PROTOCOL_VERSION,
+    REPLAY_WINDOW_S,
+    SIG_HEX_LEN,
+    TOPIC_ROOT,
+    Channel,
+    DeviceLinkState,
+    EventKind,
+    GatewayStatus,
+    LinkState,
+    MsgType,
+    OpKind,
+    ProgressPhase,
+    ProtocolError,
+    Reason,
+    ResultCode,
+)
+from gateway.replay import ReplayGuard
+from gateway.schema import HEX32_RE, MAX_SAFE_INT, UID_RE, validate_body
+
+__all__ = [
+    "BATCH_KEY",
+    "CHANNEL_OF",
+    "MAX_BATCH",
+    "MAX_PAYLOAD_BYTES",
+    "PROTOCOL_VERSION",
+    "REPLAY_WINDOW_S",
+    "SUBSCRIBE_ALL",
+    "TOPIC_ROOT",
+    "Channel",
+    "DeviceLinkState",
+    "EventKind",
+    "GatewayStatus",
+    "LinkState",
+    "Message",
+    "MsgType",
+    "OpKind",
+    "ProgressPhase",
+    "ProtocolError",
+    "Reason",
+    "ReplayGuard",
+    "ResultCode",
+    "SecretLookup",
+    "batches",
+    "check_devices",
+    "decode",
+    "device_refs",
+    "encode",
+    "encode_batches",
+    "new_id",
+    "now_ms",
+    "parse_topic",
+    "shared_subscription",
+    "sign",
+    "topic",
+]
+
+SUBSCRIBE_ALL = f"{TOPIC_ROOT}/+/+"  # what a bridge subscribes to
+ENVELOPE_KEYS = frozenset({"v", "id", "ts", "gw", "type", "body"})
+SIG_PREFIX = b',"sig":"'
+SIG_SUFFIX_LEN = len(SIG_PREFIX) + SIG_HEX_LEN + 2  # ,"sig":"<64 hex>"}
+_SIG_HEX_RE = re.compile(rb"[0-9a-f]{64}")
+_TYPES = {t.value: t for t in MsgType}
+_CHANNELS = {c.value: c for c in Channel}
+
+
+def _refuse_constant(name: str):
+    raise ValueError(f"{name} is not JSON")
+
+
+_JSON = json.JSONDecoder(parse_constant=_refuse_constant)
+_dumps = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
+
+SecretLookup = Callable[[str], bytes | str | None]
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+@dataclass(slots=True)
+class Message:
+    """One envelope. ``ts`` is integer milliseconds since the Unix epoch (UTC)."""
+
+    type: MsgType
+    gw: str
+    body: dict[str, Any]
+    id: str = field(default_factory=new_id)
+    ts: int = field(default_factory=now_ms)
+    v: int = PROTOCOL_VERSION
+
+    @property
+    def items(self) -> list[dict]:
+        """The batch a batched message carries (ops, results, events, ...)."""
+        return self.body[BATCH_KEY[self.type]]
+
+
+# -- topics -------------------------------------------------------------------------
+
+
+def topic(gateway_uid: str, channel: Channel | MsgType) -> str:
+    if isinstance(channel, MsgType):
+        channel = CHANNEL_OF[channel]
+    return f"{TOPIC_ROOT}/{gateway_uid}/{channel.value}"
+
+
+def shared_subscription(group: str = "fleetgate-bridge") -> str:
+    """MQTT 5 / Mosquitto shared subscription: several bridges split the gateways' load."""
+    return f"$share/{group}/{SUBSCRIBE_ALL}"
+
+
+def parse_topic(name: str) -> tuple[str, Channel]:
+    parts = name.split("/")
+    if len(parts) != 5 or parts[0] != "fleetgate" or parts[2] != "gw":
+        raise ProtocolError(Reason.MALFORMED, f"not a gateway topic: {name[:120]!r}")
+    if parts[1] != f"v{PROTOCOL_VERSION}":
+        raise ProtocolError(Reason.UNSUPPORTED_VERSION, f"topic version {parts[1][:20]!r}")
+    uid, channel = parts[3], _CHANNELS.get(parts[4])
+    if channel is None or UID_RE.fullmatch(uid) is None:
+        raise ProtocolError(Reason.MALFORMED, f"not a gateway topic: {name[:120]!r}")
+    return uid, channel
+
+
+# -- signing ------------------------------------------------------------------------
+
+
+def _key(secret: bytes | str) -> bytes:
+    return secret.encode() if isinstance(secret, str) else secret
+
+
+def sign(signed_bytes: bytes, secret: bytes | str) -> str:
+    """Lowercase hex HMAC-SHA256 of the envelope bytes, keyed with the UTF-8 secret."""
+    return hmac.new(_key(secret), signed_bytes, hashlib.sha256).hexdigest()
+
+
+def encode(msg: Message, secret: bytes | str, *, validate: bool = True) -> bytes:
+    """The signed wire bytes of ``msg``; ``validate`` checks it as a receiver would."""
+    if validate:
+        _check_envelope(msg.v, msg.id, msg.ts, msg.gw, msg.type)
+        validate_body(MsgType(msg.type), msg.body)
+    signed = _dumps(
+        {"v": msg.v, "id": msg.id, "ts": msg.ts, "gw": msg.gw, "type": msg.type, "body": msg.body}
+    ).encode()
+    payload = b'%s%s%s"}' % (signed[:-1], SIG_PREFIX, sign(signed, secret).encode())
+    if len(payload) > MAX_PAYLOAD_BYTES:
+        raise ProtocolError(Reason.OVERSIZED, f"{len(payload)} bytes > {MAX_PAYLOAD_BYTES}")
+    return payload
+
+
+def _check_envelope(v, msg_id, ts, gw, msg_type) -> None:
+    if type(v) is not int:
+        raise ProtocolError(Reason.MALFORMED, "v: expected an integer")
+    if v != PROTOCOL_VERSION:
+        raise ProtocolError(Reason.UNSUPPORTED_VERSION, f"version {v}")
+    if type(msg_id) is not str or HEX32_RE.fullmatch(msg_id) is None:
+        raise ProtocolError(Reason.MALFORMED, "id: expected 32 lowercase hex digits")
+    if type(ts) is not int or not 0 < ts <= MAX_SAFE_INT:
+        raise ProtocolError(Reason.MALFORMED, "ts: expected integer milliseconds")
+    if type(gw) is not str or UID_RE.fullmatch(gw) is None:
+        raise ProtocolError(Reason.MALFORMED, "gw: expected a gateway uid")
+    if not isinstance(msg_type, str) or msg_type not in _TYPES:
+        raise ProtocolError(Reason.MALFORMED, "type: unknown message type")
+
+
+def decode(
+    topic_name: str,
+    payload: bytes,
+    secret_lookup: SecretLookup,
+    replay_guard: ReplayGuard | None,
+    now: float | None = None,
+) -> Message:
+    """Authenticate and validate one received message, or raise ``ProtocolError``.
+
+    Order matters for cost and for counting: size, topic, gateway, signature (before
+    any parsing), envelope, replay (``now`` is seconds since the epoch, default the
+    clock; no guard skips this step), then the body. ``secret_lookup`` maps a gateway
+    uid to its secret, or None for an unknown gateway.
+    """
+    if len(payload) > MAX_PAYLOAD_BYTES:
+        raise ProtocolError(Reason.OVERSIZED, f"{len(payload)} bytes > {MAX_PAYLOAD_BYTES}")
+    uid, channel = parse_topic(topic_name)
+    secret = secret_lookup(uid)
+    if not secret:
+        raise ProtocolError(Reason.UNKNOWN_GATEWAY, uid)
+    payload = bytes(payload)
+    sig = payload[-SIG_HEX_LEN - 2 : -2]
+    if (
+        len(payload) <= SIG_SUFFIX_LEN
+        or payload[-SIG_SUFFIX_LEN : -SIG_HEX_LEN - 2] != SIG_PREFIX
+        or payload[-2:] != b'"}'
+        or _SIG_HEX_RE.fullmatch(sig) is None
+    ):
+        raise ProtocolError(Reason.BAD_SIGNATURE, "unsigned")
+    signed = payload[:-SIG_SUFFIX_LEN] + b"}"
+    if not hmac.compare_digest(sign(signed, secret).encode(), sig):
+        raise ProtocolError(Reason.BAD_SIGNATURE, "signature does not match")
+    try:
+        obj = _JSON.decode(signed.decode("utf-8"))
+    except (ValueError, RecursionError) as e:
+        raise ProtocolError(Reason.MALFORMED, f"not JSON: {str(e)[:80]}") from None
+    if type(obj) is not dict:
+        raise ProtocolError(Reason.MALFORMED, "expected a JSON object")
+    _check_envelope(obj.get("v"), obj.get("id"), obj.get("ts"), obj.get("gw"), obj.get("type"))
+    if obj.keys() != ENVELOPE_KEYS:
+        raise ProtocolError(Reason.MALFORMED, f"envelope fields must be {sorted(ENVELOPE_KEYS)}")
+    msg_type = _TYPES[obj["type"]]
+    if obj["gw"] != uid:
+        raise ProtocolError(Reason.MALFORMED, "gw does not match the topic")
+    if CHANNEL_OF[msg_type] is not channel:
+        raise ProtocolError(Reason.MALFORMED, f"{msg_type.value} is not sent on {channel.value}")
+    if replay_guard is not None:
+        now_ms_ = now_ms() if now is None else int(now * 1000)
+        replay_guard.check(obj["id"], obj["ts"], now_ms_, windowed=msg_type is not MsgType.STATUS)
+    validate_body(msg_type, obj["body"])
+    return Message(msg_type, uid, obj["body"], obj["id"], obj["ts"], obj["v"])
+
+
+# -- batching -----------------------------------------------------------------------
+
+
+def batches(items: Iterable, limit: int = MAX_BATCH) -> Iterator[list]:
+    chunk = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) >= limit:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def encode_batches(
+    msg_type: MsgType,
+    gw: str,
+    items: Iterable[dict],
+    secret: bytes | str,
+    *,
+    validate: bool = True,
+) -> Iterator[tuple[list[dict], bytes]]:
+    """Signed messages carrying ``items``, each within MAX_BATCH and MAX_PAYLOAD_BYTES.
+
+    Yields ``(items_in_this_message, payload)``; a chunk that encodes too large is
+    halved until it fits (one item that cannot fit alone raises OVERSIZED).
+    """
+    key = BATCH_KEY[msg_type]
+    for chunk in batches(items):
+        stack = [chunk]
+        while stack:
+            part = stack.pop()
+            try:
+                payload = encode(Message(msg_type, gw, {key: part}), secret, validate=validate)
+            except ProtocolError as e:
+                if e.reason is not Reason.OVERSIZED or len(part) == 1:
+                    raise
+                half = len(part) // 2
+                stack += [part[half:], part[:half]]
+                continue
+            yield part, payload
+
+
+# -- devices a message speaks for -----------------------------------------------------
+
+
+def device_refs(msg: Message) -> list[dict]:
+    """Every device a message names (``serial`` and, when given, ``hardware_id``)."""
+    t = msg.type
+    if t is MsgType.DISCOVERY:
+        return list(msg.body["devices"])
+    if t in (MsgType.EVENT, MsgType.COMMAND):
+        return [item["device"] for item in msg.items]
+    if t is MsgType.RESULT:
+        return [item["device"] for item in msg.body["results"] if "device" in item]
+    return []
+
+
+def check_devices(msg: Message, owns: Callable[[dict], bool]) -> None:
+    """Raise FOREIGN_DEVICE when the gateway speaks for a device that is not its own.
+
+    ``owns(ref)`` is the receiver's rule (the bridge: the device is unknown, or belongs
+    to this gateway and its organization).
+    """
+    for ref in device_refs(msg):
+        if not owns(ref):
+            raise ProtocolError(Reason.FOREIGN_DEVICE, f"device {ref.get('serial')!r}")
