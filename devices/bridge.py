@@ -25,6 +25,7 @@ from devices.mqtt import make_client, set_nodelay
 from gateway.protocol import (
     SUBSCRIBE_ALL,
     ProtocolError,
+    Reason,
     ReplayGuard,
     decode,
     shared_subscription,
@@ -82,7 +83,7 @@ class Bridge:
 
     def _on_message(self, client, userdata, message):
         # Blocks when the writer falls far behind: TCP back-pressure, not memory growth.
-        self.inbox.put((message.topic, message.payload, message.mid, message.qos))
+        self.inbox.put((message.topic, message.payload, message.mid, message.qos, message.dup))
 
     # -- the writer thread --------------------------------------------------------------
 
@@ -131,12 +132,15 @@ class Bridge:
     def process(self, batch: list) -> None:
         """Decode, write and acknowledge one batch; retried until the database takes it."""
         decoded = []
-        for topic, payload, _mid, _qos in batch:
+        for topic, payload, _mid, _qos, dup in batch:
             self.stats["received"] += 1
             try:
                 msg = decode(topic, payload, self.directory.secret, self.guard)
             except ProtocolError as exc:
-                self.stats[f"rejected.{exc.reason.value}"] += 1
+                if dup and exc.reason is Reason.REPLAYED:
+                    self.stats["duplicates"] += 1  # QoS 1 redelivery of what we already have
+                else:
+                    self.stats[f"rejected.{exc.reason.value}"] += 1
                 log.debug("Rejected message on %s: %s", topic, exc)
                 continue
             decoded.append((self.directory.get(msg.gw), msg))
@@ -155,7 +159,7 @@ class Bridge:
         self.stats["accepted"] += outcome.accepted
         self.stats["events"] += outcome.events
         self.stats["batches"] += 1
-        for _topic, _payload, mid, qos in batch:
+        for _topic, _payload, mid, qos, _dup in batch:
             if qos:
                 self.client.ack(mid, qos)
         if self.publisher and outcome.changes:

@@ -231,28 +231,41 @@ def ingest(messages: list[tuple[GatewayRef, Message]], now: datetime | None = No
 
 
 def _gateways(accepted, now, changes: Changes) -> None:
-    """Online/offline and last seen: any message but an offline status means online."""
+    """Online/offline and last seen: any message but an offline status means online.
+
+    A last will is signed when its gateway connects, so it may arrive after that
+    gateway has already reconnected: a will of an older session than the one the
+    gateway's latest hello announced is ignored.
+    """
     online: dict[int, bool] = {}
     hellos: dict[int, dict] = {}
     refs: dict[int, GatewayRef] = {}
+    wills = [(g, m) for g, m in accepted if m.type is MsgType.STATUS and m.body["will"]]
+    sessions = {}
+    if wills:
+        rows = Gateway.objects.filter(pk__in={g.id for g, _ in wills}).values_list(
+            "id", "agent_info"
+        )
+        sessions = {gid: (info or {}).get("session") for gid, info in rows}
     for gateway, msg in accepted:
         refs[gateway.id] = gateway
+        if msg.type is MsgType.HELLO:
+            hellos[gateway.id] = msg.body
+            sessions[gateway.id] = msg.body["session"]
         if msg.type is MsgType.STATUS:
+            current = sessions.get(gateway.id)
+            if msg.body["will"] and current and msg.body["session"] != current:
+                continue  # the will of a connection that has already been replaced
             online[gateway.id] = msg.body["state"] == "online"
         else:
             online[gateway.id] = True
-        if msg.type is MsgType.HELLO:
-            hellos[gateway.id] = msg.body
     for state in (True, False):
         ids = [gid for gid, is_online in online.items() if is_online is state]
         if ids:
             Gateway.objects.filter(pk__in=ids).update(is_online=state, last_seen=now)
     for gateway_id, body in hellos.items():
-        info = {
-            k: body[k]
-            for k in ("agent", "driver", "devices", "kinds", "link", "detail")
-            if k in body
-        }
+        keys = ("agent", "driver", "devices", "kinds", "link", "detail", "session")
+        info = {k: body[k] for k in keys if k in body}
         Gateway.objects.filter(pk=gateway_id).update(agent_info=info)
     for gateway_id, is_online in online.items():
         ref = refs[gateway_id]

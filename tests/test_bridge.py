@@ -113,9 +113,9 @@ def test_hello_discovery_and_events_are_persisted(bridge, publisher, org, gw):
 
 
 def test_offline_status_marks_the_gateway_offline(bridge, publisher, gw):
-    send(publisher, gw.uid, MsgType.HELLO, hello())
+    send(publisher, gw.uid, MsgType.HELLO, hello(session="2" * 32))
     assert wait_for(lambda: Gateway.objects.get(pk=gw.pk).is_online)
-    send(publisher, gw.uid, MsgType.STATUS, {"state": "offline", "session": "0" * 32, "will": True})
+    send(publisher, gw.uid, MsgType.STATUS, {"state": "offline", "session": "2" * 32, "will": True})
     assert wait_for(lambda: not Gateway.objects.get(pk=gw.pk).is_online)
 
 
@@ -158,3 +158,13 @@ def test_unenrolled_device_seen_again_is_rediscovered(bridge, publisher, org, gw
     device = make_device(org, serial_number="BACK-1", gateway=gw, state=DeviceState.UNENROLLED)
     send(publisher, gw.uid, MsgType.DISCOVERY, {"devices": [{"serial": "BACK-1"}]})
     assert wait_for(lambda: Device.objects.get(pk=device.pk).state == DeviceState.DISCOVERED)
+
+
+def test_a_stale_last_will_does_not_take_a_reconnected_gateway_offline(bridge, publisher, gw):
+    send(publisher, gw.uid, MsgType.HELLO, hello(session="1" * 32))
+    assert wait_for(lambda: Gateway.objects.get(pk=gw.pk).is_online)
+    # The will of the previous connection (session 0...) arrives late.
+    send(publisher, gw.uid, MsgType.STATUS, {"state": "offline", "session": "0" * 32, "will": True})
+    send(publisher, gw.uid, MsgType.DISCOVERY, {"devices": [{"serial": "AFTER-WILL"}]})
+    assert wait_for(lambda: Device.objects.filter(serial_number="AFTER-WILL").exists())
+    assert Gateway.objects.get(pk=gw.pk).is_online
