@@ -4,9 +4,9 @@ import io
 import json
 
 import pytest
-from django.db import connection
 from django.contrib.auth import get_user_model
 from django.core.management import CommandError, call_command
+from django.db import connection
 from django.db.models import Count
 
 from devices import demo

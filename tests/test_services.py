@@ -6,8 +6,8 @@ import threading
 import time
 
 import pytest
-from django.db import connection
 from django.core.management import CommandError, call_command
+from django.db import connection
 
 from portal import services
 
