@@ -78,3 +78,5 @@ class BackgroundPublisher:
             self._asyncio.run_coroutine_threadsafe(drain(), self.loop).result(timeout + 1)
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join(timeout)
+        if not self._thread.is_alive():
+            self.loop.close()
