@@ -13,6 +13,7 @@ lint:
 format:
 	.venv/bin/ruff check --fix . && .venv/bin/ruff format .
 
-bench:  ## the widget benchmark on a scratch SQLite database
+bench:  ## the widget and event-ingestion benchmarks on a scratch SQLite database
 	DATABASE_URL=sqlite:///$(CURDIR)/var/bench.sqlite3 .venv/bin/python manage.py migrate -v0
 	DATABASE_URL=sqlite:///$(CURDIR)/var/bench.sqlite3 .venv/bin/python manage.py bench_widgets --devices 100000
+	DATABASE_URL=sqlite:///$(CURDIR)/var/bench.sqlite3 .venv/bin/python manage.py bench_events --gateways 50 --seconds 20

@@ -6,7 +6,8 @@ class DevicesConfig(AppConfig):
     verbose_name = "Devices"
 
     def ready(self):
-        from devices import widgets  # noqa: F401  (registers the Devices and Groups widgets)
+        from devices import operations, widgets  # noqa: F401  (widgets register themselves)
+        from devices.ingest import RESULT_HANDLERS
         from devices.lifecycle import LICENSED_STATES
         from devices.models import Device
         from licensing.capacity import set_used_counter
@@ -17,3 +18,6 @@ class DevicesConfig(AppConfig):
                 Device.objects.for_organization(org).filter(state__in=LICENSED_STATES).count()
             )
         )
+
+        if operations.complete not in RESULT_HANDLERS:
+            RESULT_HANDLERS.append(operations.complete)

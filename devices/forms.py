@@ -190,3 +190,34 @@ class GroupCreateForm(SelectionFormMixin, GroupForm):
         except IntegrityError:
             self.add_error("name", "A group with this name already exists.")
             return None, []
+
+
+class DeviceActionForm(forms.Form):
+    """An action (provision, deprovision, reprovision) on a selection, one device or a group."""
+
+    action = forms.ChoiceField()
+    device = DeviceIdsField(required=False)
+    group = forms.ModelChoiceField(queryset=DeviceGroup.objects.none(), required=False)
+
+    def __init__(self, *args, devices, groups, actions, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.devices = devices
+        self.fields["action"].choices = [(a.value, a.label) for a in actions]
+        self.fields["group"].queryset = groups
+
+    def clean(self):
+        cleaned = super().clean()
+        group, ids = cleaned.get("group"), cleaned.get("device") or []
+        self.requested_ids = [] if group is not None else ids
+        if group is not None:
+            self.queryset = self.devices.filter(groups=group)
+            self.target = f"all devices of group “{group.name}”"
+        elif ids:
+            self.queryset = self.devices.filter(pk__in=ids)
+            self.target = f"{len(ids):,} selected devices" if len(ids) > 1 else "one device"
+        elif "group" not in self.errors:
+            raise ValidationError(
+                "No devices selected. Tick rows in the Devices widget, or choose a group.",
+                code="empty",
+            )
+        return cleaned

@@ -161,3 +161,15 @@ def split_by_permission(states: Iterable[tuple[int, str]], action: str):
         else:
             refused[pk] = reason_forbidden(state, action)
     return allowed, refused
+
+
+def undo_bulk(queryset, action: str, from_state: str) -> int:
+    """Put devices that took ``action`` from ``from_state`` back where they were.
+
+    Only for operations cancelled before anything was sent: the device never heard of
+    them, so its real state is still ``from_state``.
+    """
+    now = timezone.now()
+    return queryset.filter(state=next_state(from_state, action)).update(
+        state=from_state, state_changed_at=now, updated_at=now
+    )

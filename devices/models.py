@@ -1,5 +1,8 @@
-"""The inventory: gateways, device types, devices and groups."""
+"""The inventory (gateways, device types, devices, groups) and the operations on it."""
 
+import uuid
+
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import RegexValidator
 from django.db import models
@@ -126,6 +129,12 @@ class Device(models.Model):
         max_length=20, choices=DeviceState.choices, default=DeviceState.DISCOVERED, editable=False
     )
     location = models.CharField(max_length=255, blank=True)
+    reported_state = models.CharField(
+        max_length=16,
+        blank=True,
+        help_text="What the device said of itself when a gateway last discovered it "
+        "(factory, provisioned, deprovisioned).",
+    )
     last_seen = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -215,3 +224,117 @@ class DeviceEvent(models.Model):
 
     def __str__(self):
         return f"{self.kind} {self.device or self.gateway} {self.occurred_at:%H:%M:%S}"
+
+
+class OperationState(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    SENT = "sent", "Sent"
+    DONE = "done", "Done"
+    FAILED = "failed", "Failed"
+    CANCELLED = "cancelled", "Cancelled"
+
+
+OPEN_OPERATION_STATES = (OperationState.QUEUED, OperationState.SENT)
+
+
+class BulkOperation(models.Model):
+    """One user action on one or many devices: who, what, on what, and how far it got.
+
+    The counters are advanced by the same conditional UPDATEs that finish operations,
+    so they are exact without counting rows.
+    """
+
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+")
+    kind = models.CharField(max_length=20)  # a lifecycle Action
+    target = models.CharField(max_length=255, help_text="What the user chose, in words.")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    total = models.PositiveIntegerField(default=0)
+    done = models.PositiveIntegerField(default=0)
+    failed = models.PositiveIntegerField(default=0)
+    cancelled = models.PositiveIntegerField(default=0)
+    skipped = models.JSONField(
+        default=list, blank=True, help_text="Devices left out, with the reason for each."
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    objects = OrganizationQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-id"]
+        indexes = [models.Index(fields=["organization", "-id"])]
+
+    def __str__(self):
+        return f"{self.get_kind_display()} {self.target}"
+
+    def get_kind_display(self):
+        from devices.lifecycle import Action
+
+        return Action(self.kind).label if self.kind in Action.values else self.kind
+
+    @property
+    def finished_count(self) -> int:
+        return self.done + self.failed + self.cancelled
+
+    @property
+    def is_running(self) -> bool:
+        return self.finished_count < self.total
+
+    @property
+    def percent(self) -> int:
+        return 100 if not self.total else self.finished_count * 100 // self.total
+
+
+class Operation(models.Model):
+    """One device's part of a bulk operation; the database is its source of truth.
+
+    ``uid`` and ``generation`` make its wire id: a re-send after a lost answer keeps
+    the id (the gateway answers from its memory), a retry after a failure bumps the
+    generation (the gateway must really try again).
+    """
+
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+")
+    bulk = models.ForeignKey(BulkOperation, on_delete=models.CASCADE, related_name="operations")
+    device = models.ForeignKey(Device, on_delete=models.CASCADE, related_name="operations")
+    gateway = models.ForeignKey(
+        Gateway, null=True, blank=True, on_delete=models.SET_NULL, related_name="operations"
+    )
+    kind = models.CharField(max_length=20)  # a lifecycle Action
+    uid = models.UUIDField(unique=True, default=uuid.uuid4, editable=False)
+    generation = models.PositiveSmallIntegerField(default=0)
+    state = models.CharField(
+        max_length=10, choices=OperationState.choices, default=OperationState.QUEUED
+    )
+    from_state = models.CharField(max_length=20, help_text="The device's state before.")
+    attempts = models.PositiveSmallIntegerField(default=0)
+    claim = models.UUIDField(null=True, blank=True, editable=False)
+    next_attempt_at = models.DateTimeField()
+    sent_at = models.DateTimeField(null=True, blank=True)
+    deadline = models.DateTimeField(null=True, blank=True, help_text="Answer due by.")
+    expires_at = models.DateTimeField(help_text="Give up waiting (e.g. for an offline gateway).")
+    code = models.CharField(max_length=32, blank=True)
+    error = models.CharField(max_length=500, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    objects = OrganizationQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["id"]
+        indexes = [
+            models.Index(fields=["state", "gateway", "next_attempt_at"]),
+            models.Index(fields=["state", "deadline"]),
+            models.Index(fields=["state", "expires_at"]),
+            models.Index(fields=["bulk", "state"]),
+            models.Index(fields=["claim"]),
+            models.Index(fields=["device", "-id"]),
+        ]
+
+    def __str__(self):
+        return f"{self.kind} {self.device_id} ({self.state})"
+
+    @property
+    def wire_id(self) -> str:
+        return f"{self.uid.hex}-{self.generation}"

@@ -6,6 +6,8 @@ from django.db import IntegrityError, transaction
 
 from licensing import signing
 from licensing.models import License
+from portal import audit
+from portal.choices import AuditOutcome
 
 
 def license_id_used(license_id) -> bool:
@@ -91,3 +93,33 @@ class LicenseUploadForm(forms.Form):
             self.refusal = signing.already_used(claims.license_id)
             self.add_error(self.error_field, self.refusal.reason)
             return None
+
+    def install(self, user) -> License | None:
+        """Validate, store and audit the upload in one transaction (widget and API alike).
+
+        Returns the installed license, or None with the reason in the form's errors.
+        """
+        with transaction.atomic():
+            installed = self.save(user) if self.is_valid() else None
+            if installed is None:
+                audit.record(
+                    self.organization,
+                    user,
+                    "license.upload",
+                    object_type="license",
+                    outcome=AuditOutcome.FAILURE,
+                    reason=self.reason,
+                    code=self.refusal.code if self.refusal else "invalid_form",
+                )
+            else:
+                audit.record(
+                    self.organization,
+                    user,
+                    "license.upload",
+                    [installed],
+                    license_id=str(installed.license_id),
+                    capacity=installed.capacity,
+                    valid_from=installed.valid_from.isoformat(),
+                    valid_until=installed.valid_until.isoformat(),
+                )
+        return installed

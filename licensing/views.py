@@ -5,15 +5,13 @@ may upload, and the server refuses others with 403 whatever the page showed.
 """
 
 from django.contrib import messages
-from django.db import transaction
 from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.views import View
 
 from licensing import capacity
 from licensing.forms import LicenseUploadForm
-from portal import audit, tenancy
-from portal.choices import AuditOutcome
+from portal import tenancy
 
 
 class LicensesMixin(tenancy.OrganizationRequiredMixin):
@@ -51,29 +49,7 @@ class LicenseUploadView(LicensesMixin, View):
 
     def post(self, request):
         form = LicenseUploadForm(request.POST, request.FILES, organization=self.organization)
-        with transaction.atomic():
-            installed = form.save(request.user) if form.is_valid() else None
-            if installed is None:
-                audit.record(
-                    self.organization,
-                    request.user,
-                    "license.upload",
-                    object_type="license",
-                    outcome=AuditOutcome.FAILURE,
-                    reason=form.reason,
-                    code=form.refusal.code if form.refusal else "invalid_form",
-                )
-            else:
-                audit.record(
-                    self.organization,
-                    request.user,
-                    "license.upload",
-                    [installed],
-                    license_id=str(installed.license_id),
-                    capacity=installed.capacity,
-                    valid_from=installed.valid_from.isoformat(),
-                    valid_until=installed.valid_until.isoformat(),
-                )
+        installed = form.install(request.user)
         if installed is None:
             return self.render_widget(form)
         notice = (

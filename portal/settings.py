@@ -44,6 +44,10 @@ INSTALLED_APPS = [
     "django.contrib.humanize",
     "django_htmx",
     "django_rq",
+    "rest_framework",
+    "rest_framework.authtoken",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
     "portal",
     "devices",
     "licensing",
@@ -145,8 +149,62 @@ LOGGING = {
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }
 
+# --- REST API (portal/api.py): token or session (with CSRF), JSON only. The browsable
+# renderer is left out: its forms would list related rows outside the organization.
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        # First, so an unauthenticated request gets 401 with a "Token" challenge.
+        "rest_framework.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_SCHEMA_CLASS": "portal.api.AutoSchema",
+    "TEST_REQUEST_DEFAULT_FORMAT": "json",
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Fleetgate API",
+    "DESCRIPTION": (
+        "Devices, groups, gateways, bulk operations and licenses of one organization. "
+        "Authenticate with `Authorization: Token <key>` (manage.py api_token USERNAME) or "
+        "the portal's session (with its CSRF token). Pick the organization with the "
+        "X-Organization header (slug or id) when you belong to several."
+    ),
+    "VERSION": "1",
+    "SCHEMA_PATH_PREFIX": "/api/v1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
+    "COMPONENT_SPLIT_REQUEST": True,
+    "ENUM_NAME_OVERRIDES": {
+        "DeviceStateEnum": "devices.choices.DeviceState",
+        "OperationStateEnum": "devices.models.OperationState",
+    },
+    # Served from static/ (drf-spectacular-sidecar): the docs work offline.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    # No badge fetched from the public validator service.
+    "SWAGGER_UI_SETTINGS": {"deepLinking": True, "validatorUrl": None},
+}
+
 # --- Fleetgate
 DEVICES_PAGE_SIZES = (25, 50, 100, 200)
+
+# Operations (provision, deprovision, …): see devices/operations.py.
+OPERATIONS = {
+    # Operations sent to one gateway and not yet answered; the rest wait their turn, so
+    # one big batch cannot swamp a gateway's local link.
+    "GATEWAY_CONCURRENCY": int(os.environ.get("FLEETGATE_GATEWAY_CONCURRENCY", "1000")),
+    "ANSWER_TIMEOUT_S": float(os.environ.get("FLEETGATE_ANSWER_TIMEOUT_S", "60")),
+    "MAX_ATTEMPTS": int(os.environ.get("FLEETGATE_MAX_ATTEMPTS", "5")),
+    # First retry after 2 s, doubling, at most 5 min apart ("first,most" in seconds).
+    "BACKOFF_S": tuple(
+        float(s) for s in os.environ.get("FLEETGATE_BACKOFF_S", "2,300").split(",", 1)
+    ),
+    # How long a device waits for its offline gateway before the operation fails.
+    "EXPIRES_AFTER_S": float(os.environ.get("FLEETGATE_OPERATION_EXPIRES_S", str(24 * 3600))),
+    "RECONCILE_EVERY_S": 2.0,
+}
 
 
 # Encryption at rest for secrets; newest key first. Defaults to a key derived from

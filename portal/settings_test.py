@@ -4,6 +4,9 @@ import os
 import tempfile
 
 os.environ.setdefault("FLEETGATE_VAR_DIR", tempfile.mkdtemp(prefix="fleetgate-test-"))
+# Redis database 1: a demo running on the same machine (database 0) and the tests never
+# take each other's jobs. Processes the tests start inherit it through the environment.
+os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/1")
 
 from portal.settings import *  # noqa: F403
 

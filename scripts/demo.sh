@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Set up everything and run the demo on http://127.0.0.1:8000: the portal, an RQ worker,
-# the MQTT bridge and simulated gateways.
+# the reconciler, the MQTT bridge and simulated gateways.
 # Ctrl-C stops every process this script started.
 source "$(dirname "$0")/lib.sh"
 cd "$ROOT"
@@ -31,6 +31,7 @@ trap stop_all EXIT INT TERM
 "$PY" manage.py gateway_secrets --organization demo --out var/sim-secrets.json
 start portal "$PY" manage.py runserver "$HOST:$PORT" --noreload
 start worker "$PY" manage.py rqworker default --worker-class rq.worker.SimpleWorker
+start reconciler "$PY" manage.py run_reconciler
 start bridge "$PY" manage.py run_bridge --client-id fleetgate-demo-bridge
 # The demo organization's gateways, simulated: their devices show up as discovered and
 # send a trickle of events, so the widgets change live.

@@ -1,8 +1,10 @@
 """Small explicit ``make_*`` helpers. Each calls ``full_clean()`` so tests build only valid rows."""
 
 import itertools
+from datetime import timedelta
 
 from django.contrib.auth import get_user_model
+from django.utils import timezone
 
 from devices.choices import Protocol
 from devices.models import Device, DeviceGroup, DeviceType, Gateway
@@ -122,3 +124,32 @@ def make_devices(organization, count, device_type=None, **fields):
         device.full_clean()
         devices.append(device)
     return Device.objects.bulk_create(devices)
+
+
+def make_license(organization, seats=10, *, valid_from=None, valid_until=None):
+    """A stored license made from a genuinely signed file, as an upload would store it."""
+    from licensing import signing
+    from licensing.keys import DEMO_PRIVATE_KEY, DEMO_PUBLIC_KEY
+    from licensing.models import License
+
+    valid_from = valid_from or timezone.localdate() - timedelta(days=1)
+    valid_until = valid_until or timezone.localdate() + timedelta(days=365)
+    data = signing.issue(
+        DEMO_PRIVATE_KEY,
+        {
+            "organization": organization.slug,
+            "capacity": seats,
+            "valid_from": valid_from,
+            "valid_until": valid_until,
+        },
+    )
+    claims = signing.verify(data, DEMO_PUBLIC_KEY, organization=organization.slug, today=valid_from)
+    return License.objects.create(
+        organization=organization,
+        license_id=claims.license_id,
+        capacity=claims.capacity,
+        valid_from=claims.valid_from,
+        valid_until=claims.valid_until,
+        issued_at=claims.issued_at,
+        raw=data.decode(),
+    )

@@ -168,3 +168,15 @@ def test_a_stale_last_will_does_not_take_a_reconnected_gateway_offline(bridge, p
     send(publisher, gw.uid, MsgType.DISCOVERY, {"devices": [{"serial": "AFTER-WILL"}]})
     assert wait_for(lambda: Device.objects.filter(serial_number="AFTER-WILL").exists())
     assert Gateway.objects.get(pk=gw.pk).is_online
+
+
+def test_discovery_records_what_a_device_says_of_itself(bridge, publisher, org, gw):
+    known = make_device(org, serial_number="KNOWN-1", gateway=gw, state=DeviceState.DISCOVERED)
+    devices = [
+        {"serial": "NEW-1", "state": "provisioned"},
+        {"serial": "KNOWN-1", "state": "factory"},
+    ]
+    send(publisher, gw.uid, MsgType.DISCOVERY, {"devices": devices})
+    assert wait_for(lambda: Device.objects.filter(serial_number="NEW-1").exists())
+    assert wait_for(lambda: Device.objects.get(pk=known.pk).reported_state == "factory")
+    assert Device.objects.get(serial_number="NEW-1").reported_state == "provisioned"

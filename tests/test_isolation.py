@@ -9,7 +9,9 @@ import itertools
 
 import pytest
 from django.urls import get_resolver, reverse
+from django.utils import timezone
 
+from devices.models import BulkOperation, DeviceEvent
 from portal import permissions
 from portal.choices import Role
 from tests.factories import (
@@ -53,8 +55,20 @@ class World:
             )
             group = make_group(org, name=f"GROUP-{side.upper()}-MARK")
             group.devices.add(device)
+            DeviceEvent.objects.create(
+                organization=org,
+                gateway=gateway,
+                device=device,
+                kind="alarm",
+                message=f"EVENT-{side.upper()}-MARK",
+                occurred_at=timezone.now(),
+            )
+            bulk = BulkOperation.objects.create(
+                organization=org, kind="provision", target=f"BULK-{side.upper()}-MARK", total=1
+            )
             member = make_member(org, [Role.DEVICE_MANAGER], username=f"member-{side}")
             self.orgs[side] = {
+                "bulk": bulk,
                 "org": org,
                 "device": device,
                 "group": group,
@@ -67,6 +81,8 @@ class World:
             f"SERIAL-{side.upper()}-MARK",
             f"GROUP-{side.upper()}-MARK",
             f"GW-{side.upper()}-MARK",
+            f"EVENT-{side.upper()}-MARK",
+            f"BULK-{side.upper()}-MARK",
         ]
 
 
@@ -80,15 +96,26 @@ VIEWS = [
     ("dashboard", "view", None),
     ("devices:widget", "view", None),
     ("devices:groups-widget", "view", None),
+    ("devices:gateways-widget", "view", None),
+    ("devices:events-widget", "view", None),
+    ("devices:event-rate", "view", None),
     ("licensing:widget", "view", None),
     ("members", "manage_members", None),
     ("member-add", "manage_members", None),
     ("devices:group-create", "manage_groups", None),
     ("devices:group-add-devices", "manage_groups", None),
     ("devices:group-remove-devices", "manage_groups", None),
+    ("devices:gateway-create", "manage_gateways", None),
+    ("devices:action", "device_actions", None),
+    ("devices:operations-widget", "view", None),
     ("devices:detail", "view", lambda o: [o["device"].pk]),
+    ("devices:operation-detail", "view", lambda o: [o["bulk"].pk]),
+    ("devices:operation-cancel", "device_actions", lambda o: [o["bulk"].pk]),
+    ("devices:operation-retry", "device_actions", lambda o: [o["bulk"].pk]),
     ("devices:group-rename", "manage_groups", lambda o: [o["group"].pk]),
     ("devices:group-delete", "manage_groups", lambda o: [o["group"].pk]),
+    ("devices:gateway-rotate", "manage_gateways", lambda o: [o["gateway"].pk]),
+    ("devices:gateway-delete", "manage_gateways", lambda o: [o["gateway"].pk]),
     ("member-edit", "manage_members", lambda o: [o["membership"].pk]),
     ("member-remove", "manage_members", lambda o: [o["membership"].pk]),
 ]
@@ -176,6 +203,9 @@ def _url_names(resolver, prefix=""):
 def test_every_portal_view_is_in_the_matrix():
     """A new URL of our apps must join VIEWS (or NOT_IN_MATRIX, with a reason)."""
     # The admin and django-rq's pages are staff-only and scoped by their own tests.
-    ours = {n for n in _url_names(get_resolver()) if not n.startswith(("admin:", "django_rq:"))}
+    # The REST API ("api:") has its own matrix, tests/test_api_isolation.py.
+    ours = {
+        n for n in _url_names(get_resolver()) if not n.startswith(("admin:", "django_rq:", "api:"))
+    }
     covered = {v[0] for v in VIEWS} | NOT_IN_MATRIX
     assert ours - covered == set()

@@ -7,6 +7,7 @@ transactions), so it could not show the race; the CI's PostgreSQL pass runs this
 """
 
 import threading
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
@@ -15,14 +16,20 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
-from devices import lifecycle
-from devices.lifecycle import LICENSED_STATES
-from devices.models import Device
+from devices import lifecycle, operations
+from devices.lifecycle import LICENSED_STATES, Action
+from devices.models import BulkOperation, Device, Operation
 from licensing import capacity, signing
 from licensing.capacity import CapacityExceeded
 from licensing.keys import DEMO_PRIVATE_KEY, DEMO_PUBLIC_KEY
 from licensing.models import License
-from tests.factories import make_device, make_device_type, make_organization
+from tests.factories import (
+    make_device,
+    make_device_type,
+    make_gateway,
+    make_member,
+    make_organization,
+)
 
 ON_POSTGRES = settings.DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql"
 
@@ -113,3 +120,41 @@ def test_parallel_batches_never_split_or_overshoot():
     granted, refused = race(organization, batches)
     assert (granted, refused) == (3, len(batches) - 3)
     assert count_licensed(organization) == 9
+
+
+def test_fifty_parallel_provision_actions_at_ten_free_seats_start_exactly_ten(settings):
+    """The whole ``operations.start`` (plan, lock, reserve, move, write the operations)
+    fifty times at once, one device each, as fifty users clicking Provision together.
+
+    The gateway is offline, so nothing is enqueued, and the channel layer is in memory:
+    the race is over seats, in the database only.
+    """
+    settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    organization = make_organization()
+    make_license(organization, 15)
+    user = make_member(organization, ["administrator"])
+    gateway = make_gateway(organization, is_online=False, secret="s" * 32)
+    device_type = make_device_type()
+    for _ in range(5):
+        make_device(organization, device_type, state="provisioned", gateway=gateway)
+    waiting = [make_device(organization, device_type, gateway=gateway).pk for _ in range(THREADS)]
+    barrier = threading.Barrier(THREADS)
+
+    def provision(pk):
+        try:
+            barrier.wait(timeout=30)
+            devices = Device.objects.for_organization(organization).filter(pk=pk)
+            operations.start(organization, user, Action.PROVISION, devices, f"device {pk}")
+            return "started"
+        except CapacityExceeded:
+            return "refused"
+        finally:
+            connection.close()
+
+    with ThreadPoolExecutor(max_workers=THREADS) as pool:
+        outcomes = Counter(pool.map(provision, waiting))
+    assert outcomes == {"started": 10, "refused": THREADS - 10}
+    assert BulkOperation.objects.filter(organization=organization).count() == 10
+    assert Operation.objects.filter(organization=organization).count() == 10
+    assert Device.objects.filter(pk__in=waiting, state="provisioning").count() == 10
+    assert count_licensed(organization) == 15

@@ -1,6 +1,13 @@
 """Views of the devices app, split by widget."""
 
 from devices.views.devices import DeviceDetailView, DeviceListView
+from devices.views.events import EventListView, EventRateView
+from devices.views.gateways import (
+    GatewayCreateView,
+    GatewayDeleteView,
+    GatewayListView,
+    GatewayRotateSecretView,
+)
 from devices.views.groups import (
     GroupAddDevicesView,
     GroupCreateView,
@@ -9,10 +16,28 @@ from devices.views.groups import (
     GroupRemoveDevicesView,
     GroupRenameView,
 )
+from devices.views.operations import (
+    DeviceActionView,
+    OperationCancelView,
+    OperationDetailView,
+    OperationListView,
+    OperationRetryView,
+)
 
 __all__ = [
+    "DeviceActionView",
+    "OperationCancelView",
+    "OperationDetailView",
+    "OperationListView",
+    "OperationRetryView",
     "DeviceDetailView",
     "DeviceListView",
+    "EventListView",
+    "EventRateView",
+    "GatewayCreateView",
+    "GatewayDeleteView",
+    "GatewayListView",
+    "GatewayRotateSecretView",
     "GroupAddDevicesView",
     "GroupCreateView",
     "GroupDeleteView",

@@ -11,10 +11,14 @@ from django.views import View
 from devices.choices import DeviceState
 from devices.filters import DeviceFilter, Facets, KeysFirstPaginator
 from devices.models import Device, DeviceGroup, DeviceType, Gateway
+from devices.operations import BULK_ACTIONS
 from devices.views.base import render_varying, wants_partial
 from portal.tenancy import OrganizationRequiredMixin
 
 # Columns a page never shows; the gateway's secret would be decrypted once per row.
+# The row menu's device actions, in the order shown.
+DEVICE_ACTIONS = [(a.value, a.label) for a in BULK_ACTIONS]
+
 LIST_DEFERRED = ("gateway__secret", "gateway__agent_info", "device_type__image_extensions")
 
 
@@ -57,6 +61,7 @@ class DeviceListView(OrganizationRequiredMixin, View):
         )
         page = paginator.get_page(devices_filter.page)
         context = {
+            "device_actions": DEVICE_ACTIONS,
             "filter": devices_filter,
             "facets": facets,
             "page_obj": page,
@@ -116,4 +121,6 @@ class DeviceDetailView(OrganizationRequiredMixin, View):
             .prefetch_related(groups_prefetch()),
             pk=pk,
         )
-        return render_varying(request, "devices/device_detail.html", {"device": device})
+        recent = device.operations.select_related("bulk").order_by("-id")[:10]
+        context = {"device": device, "device_actions": DEVICE_ACTIONS, "operations": recent}
+        return render_varying(request, "devices/device_detail.html", context)

@@ -149,6 +149,9 @@ class SimulatedDriver(Driver):
         elif kind in (OpKind.PROVISION, OpKind.REPROVISION):
             d["config"] = params.get("config", d["config"])
             d["state"] = DeviceLinkState.PROVISIONED.value
+            # Times this device was provisioned, saved with its results: the fault tests
+            # read it from the store to prove no operation ran twice.
+            d["provisions"] = d.get("provisions", 0) + 1
         elif kind == OpKind.DEPROVISION:
             d["state"] = DeviceLinkState.DEPROVISIONED.value
         elif kind == OpKind.UNENROLL:  # factory reset; the firmware stays

@@ -246,5 +246,5 @@
     }
   });
 
-  window.Fleetgate = { toast };
+  window.Fleetgate = Object.assign(window.Fleetgate || {}, { toast });
 })();
