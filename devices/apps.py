@@ -7,7 +7,7 @@ class DevicesConfig(AppConfig):
 
     def ready(self):
         from devices import operations, widgets  # noqa: F401  (widgets register themselves)
-        from devices.ingest import RESULT_HANDLERS
+        from devices.ingest import HELLO_HANDLERS, RESULT_HANDLERS
         from devices.lifecycle import LICENSED_STATES
         from devices.models import Device
         from licensing.capacity import set_used_counter
@@ -21,3 +21,5 @@ class DevicesConfig(AppConfig):
 
         if operations.complete not in RESULT_HANDLERS:
             RESULT_HANDLERS.append(operations.complete)
+        if operations.gateways_back not in HELLO_HANDLERS:
+            HELLO_HANDLERS.append(operations.gateways_back)

@@ -296,14 +296,16 @@ def ensure_member(organization, username, roles, password: DemoPassword, result,
     return user
 
 
-def ensure_demo_license(organization, capacity: int, result: SeedResult):
+def ensure_demo_license(organization, capacity: int, result: SeedResult, *, seats=None):
     """A valid license signed with the demo key, so the demo can provision out of the box.
 
     Only when the portal trusts the demo key: a deployment with its own vendor key would
-    (rightly) refuse a demo-signed license.
+    (rightly) refuse a demo-signed license. ``seats``: also add a license when fewer than
+    that many are free (the benchmarks grow their organization's capacity this way).
     """
     from django.conf import settings
 
+    from licensing import capacity as seats_of
     from licensing import keys, signing
     from licensing.models import License
 
@@ -311,8 +313,13 @@ def ensure_demo_license(organization, capacity: int, result: SeedResult):
         return None
     today = timezone.localdate()
     existing = License.objects.for_organization(organization).valid_on(today).first()
-    if existing:
+    if existing and seats is None:
         return existing
+    if existing:
+        free = seats_of.usage(organization).free
+        if free >= seats:
+            return existing
+        capacity = seats - free
     data = signing.issue(
         signing.load_private_key(keys.DEMO_PRIVATE_KEY),
         {

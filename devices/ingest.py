@@ -93,6 +93,9 @@ class GatewayDirectory:
 ItemHandler = Callable[[list[tuple[GatewayRef, list[dict]]], datetime], "Changes"]
 RESULT_HANDLERS: list[ItemHandler] = []
 PROGRESS_HANDLERS: list[ItemHandler] = []
+# Called with (gateways that said hello, now) after the batch's discoveries are written:
+# what waited for a gateway to come back (an unenrollment) goes out now.
+HELLO_HANDLERS: list = []
 
 
 @dataclass
@@ -227,6 +230,9 @@ def ingest(messages: list[tuple[GatewayRef, Message]], now: datetime | None = No
             items = [(gateway, msg.items) for gateway, msg in accepted if msg.type is msg_type]
             for handler in handlers if items else ():
                 outcome.changes.merge(handler(items, now))
+        hellos = [gateway for gateway, msg in accepted if msg.type is MsgType.HELLO]
+        for handler in HELLO_HANDLERS if hellos else ():
+            handler(hellos, now)
     return outcome
 
 
@@ -436,6 +442,7 @@ def _summary(item: dict, device: dict | None) -> str:
 
 
 __all__ = [
+    "HELLO_HANDLERS",
     "RESULT_HANDLERS",
     "PROGRESS_HANDLERS",
     "GatewayDirectory",

@@ -20,6 +20,7 @@ class Action(models.TextChoices):
     ENROLL = "enroll", "Enroll"
     REPLACE = "replace", "Replace"
     DELETE = "delete", "Delete (unenroll)"
+    UNENROLL = "unenroll", "Send the unenrollment"
     UNENROLL_ACK = "unenroll_ack", "Unenrollment acknowledged"
     DISCOVER = "discover", "Discovered again"
     SUCCEED = "succeed", "Operation succeeded"
@@ -64,6 +65,7 @@ TRANSITIONS: dict[tuple[str, str], str] = {
     (S.FAILED, A.REPLACE): S.PROVISIONING,
     # unenrollment
     **{(state, A.DELETE): S.UNENROLL_PENDING for state in MANAGED_STATES},
+    (S.UNENROLL_PENDING, A.UNENROLL): S.UNENROLL_PENDING,  # sent; waits for the ack
     (S.UNENROLL_PENDING, A.UNENROLL_ACK): S.UNENROLLED,
     (S.UNENROLLED, A.DISCOVER): S.DISCOVERED,
 }
@@ -80,11 +82,23 @@ REFUSAL_PHRASES = {
     A.ENROLL: "be enrolled",
     A.REPLACE: "be replaced",
     A.DELETE: "be deleted",
+    A.UNENROLL: "be sent an unenrollment, since it was not deleted",
     A.UNENROLL_ACK: "acknowledge an unenrollment",
     A.DISCOVER: "be discovered again",
     A.SUCCEED: "complete an operation, since none is running",
     A.FAIL: "fail an operation, since none is running",
 }
+
+
+# What an operation's answer does to its device: (on success, on failure). An
+# unenrollment that failed leaves the device waiting; it is sent again on the next hello.
+OUTCOMES = {A.UNENROLL: (A.UNENROLL_ACK, None)}
+DEFAULT_OUTCOME = (A.SUCCEED, A.FAIL)
+
+
+def outcome(kind: str, ok: bool) -> str | None:
+    """The action an operation of ``kind`` applies to its device when it ends."""
+    return OUTCOMES.get(kind, DEFAULT_OUTCOME)[0 if ok else 1]
 
 
 class TransitionNotAllowed(ValueError):

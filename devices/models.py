@@ -316,6 +316,11 @@ class Operation(models.Model):
     expires_at = models.DateTimeField(help_text="Give up waiting (e.g. for an offline gateway).")
     code = models.CharField(max_length=32, blank=True)
     error = models.CharField(max_length=500, blank=True)
+    params = EncryptedTextField(
+        default="",
+        help_text="Extra parameters for the gateway, as JSON; encrypted because an "
+        "enrollment's access key travels here.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 

@@ -16,6 +16,7 @@ bulk counters and the license seats exact without counting rows.
 - ``reconcile``: re-send what was not answered, give up what waited too long.
 """
 
+import json
 import logging
 import uuid
 from collections import Counter, defaultdict
@@ -51,8 +52,18 @@ WIRE_KIND = {
     Action.PROVISION: OpKind.PROVISION,
     Action.DEPROVISION: OpKind.DEPROVISION,
     Action.REPROVISION: OpKind.REPROVISION,
+    Action.ENROLL: OpKind.ENROLL,
+    Action.UNENROLL: OpKind.UNENROLL,
 }
-BULK_ACTIONS = tuple(WIRE_KIND)
+# What users pick in the widgets and the API; enrolling has its own app, and the
+# unenrollment follows a deletion by itself.
+BULK_ACTIONS = (Action.PROVISION, Action.DEPROVISION, Action.REPROVISION)
+# The operations that tell the device its name.
+NAMED_KINDS = frozenset({Action.PROVISION, Action.REPROVISION, Action.ENROLL})
+# Called inside ``_finish``'s transaction with (state, rows, code, error), rows being the
+# operations just closed (id, kind, device_id, ...): other apps follow outcomes here
+# (the enrollment records) without this module knowing them.
+FINISH_HOOKS: list = []
 
 # Answers worth another try: the device or the link may do better in a moment.
 RETRYABLE = frozenset({ResultCode.BUSY, ResultCode.TIMEOUT, ResultCode.NO_ADAPTER})
@@ -202,12 +213,14 @@ class NothingToDo(Exception):
 
 
 def start(
-    organization, user, action: str, devices, target: str, *, requested_ids=()
+    organization, user, action: str, devices, target: str, *, requested_ids=(), params=None
 ) -> tuple[BulkOperation, Plan]:
     """One transaction: lock the devices, reserve seats, move them, write the operations.
 
+    ``params``: device id → extra parameters for the gateway (stored encrypted).
     Raises ``capacity.CapacityExceeded`` (nothing changes) or ``NothingToDo``.
     """
+    params = params or {}
     now = timezone.now()
     cfg = config()
     with transaction.atomic():
@@ -246,6 +259,7 @@ def start(
                     from_state=row["state"],
                     next_attempt_at=now,
                     expires_at=expires,
+                    params=json.dumps(params[row["id"]]) if row["id"] in params else "",
                 )
                 for row in the_plan.eligible
             ),
@@ -310,7 +324,7 @@ def _finish(filters: Q, state: str, now: datetime, changes: Changes | None, **fi
         return 0
     rows = list(
         Operation.objects.filter(claim=token).values(
-            "bulk_id", "device_id", "kind", "from_state", "organization_id"
+            "id", "bulk_id", "device_id", "kind", "from_state", "organization_id"
         )
     )
     per_bulk = Counter(r["bulk_id"] for r in rows)
@@ -326,9 +340,16 @@ def _finish(filters: Q, state: str, now: datetime, changes: Changes | None, **fi
             for chunk in _chunks(ids):
                 lifecycle.undo_bulk(Device.objects.filter(pk__in=chunk), kind, from_state)
     else:
-        action = Action.SUCCEED if state == OperationState.DONE else Action.FAIL
-        for chunk in _chunks(device_ids):
-            lifecycle.apply_bulk(Device.objects.filter(pk__in=chunk), action)
+        by_action = defaultdict(list)
+        for r in rows:
+            action = lifecycle.outcome(r["kind"], ok=state == OperationState.DONE)
+            if action:
+                by_action[action].append(r["device_id"])
+        for action, ids in by_action.items():
+            for chunk in _chunks(ids):
+                lifecycle.apply_bulk(Device.objects.filter(pk__in=chunk), action)
+    for hook in FINISH_HOOKS:
+        hook(state, rows, fields.get("code", ""), fields.get("error", ""), now)
     _close_bulks(per_bulk, now)
     if changes is not None:
         _report(device_ids, per_bulk, changes)
@@ -433,6 +454,68 @@ def _dispatch_more(gateway_ids, now) -> None:
         transaction.on_commit(lambda: jobs.enqueue_dispatch(waiting), robust=True)
 
 
+# -- unenrollment ---------------------------------------------------------------------
+
+UNENROLL_TARGET = "unenrollment of deleted devices"
+
+
+def delete_devices(organization, user, devices, target: str) -> int:
+    """Delete (unenroll) devices: they leave management at once, seats freed, and are
+    sent their unenrollment — which waits for an offline gateway, and is sent again
+    whenever their gateway says hello until the device acknowledges it."""
+    with transaction.atomic():
+        ids = list(
+            devices.filter(state__in=lifecycle.states_allowing(Action.DELETE)).values_list(
+                "pk", flat=True
+            )
+        )
+        for chunk in _chunks(ids):
+            lifecycle.apply_bulk(Device.objects.filter(pk__in=chunk), Action.DELETE)
+        audit.record(organization, user, "device.delete", ids, object_type="device", target=target)
+        _send_unenrollments(organization, user, Device.objects.filter(pk__in=ids), target)
+        transaction.on_commit(
+            lambda: _publish(organization.pk, "refresh", widgets=["devices", "licenses"])
+        )
+    return len(ids)
+
+
+def _send_unenrollments(organization, user, devices, target) -> BulkOperation | None:
+    waiting = devices.filter(
+        organization=organization, state=DeviceState.UNENROLL_PENDING, gateway__isnull=False
+    ).exclude(operations__state__in=OPEN_OPERATION_STATES)
+    try:
+        return start(organization, user, Action.UNENROLL, waiting, target)[0]
+    except NothingToDo:
+        return None
+
+
+def gateways_back(gateways, now) -> None:
+    """Gateways said hello: send the unenrollments their deleted devices still wait for,
+    and whatever else waited for them, without waiting for the reconciler's next pass.
+
+    Registered in ``devices.ingest.HELLO_HANDLERS``; two queries when nothing waits.
+    """
+    gateway_ids = [g.id for g in gateways]
+    waiting = (
+        Device.objects.filter(gateway_id__in=gateway_ids, state=DeviceState.UNENROLL_PENDING)
+        .exclude(operations__state__in=OPEN_OPERATION_STATES)
+        .values_list("organization_id", flat=True)
+        .distinct()
+    )
+    from portal.models import Organization
+
+    for organization in Organization.objects.filter(pk__in=list(waiting)):
+        devices = Device.objects.filter(gateway_id__in=gateway_ids)
+        _send_unenrollments(organization, None, devices, UNENROLL_TARGET)
+    _dispatch_more(gateway_ids, now or timezone.now())
+
+
+def _publish(organization_id, kind, **payload):
+    from portal import live
+
+    live.publish(organization_id, kind, **payload)
+
+
 # -- the worker's side ---------------------------------------------------------------
 
 
@@ -469,6 +552,7 @@ def claim_for_dispatch(gateway_id: int, now: datetime | None = None) -> list[dic
             "device__serial_number",
             "device__hardware_id",
             "device__name",
+            "params",
         )
     )
 
@@ -481,8 +565,13 @@ def command_items(claimed: list[dict]) -> list[dict]:
             device["hardware_id"] = op["device__hardware_id"]
         item = {"op": wire_id(op["uid"], op["generation"]), "kind": WIRE_KIND[op["kind"]].value}
         item["device"] = device
-        if op["kind"] != Action.DEPROVISION and op["device__name"]:
-            item["params"] = {"name": op["device__name"][:120]}
+        params = {}
+        if op["kind"] in NAMED_KINDS and op["device__name"]:
+            params["name"] = op["device__name"][:120]
+        if op["params"]:
+            params.update(json.loads(op["params"]))
+        if params:
+            item["params"] = params
         items.append(item)
     return items
 
@@ -521,8 +610,15 @@ def retry_failed(bulk: BulkOperation, user, devices=None) -> tuple[BulkOperation
     if devices is not None:
         failed = failed.filter(pk__in=devices)
     failed = Device.objects.filter(pk__in=failed.values("pk"), organization=bulk.organization)
+    # What the first try carried (an enrollment's access key) goes again.
+    params = {
+        device_id: json.loads(raw)
+        for device_id, raw in bulk.operations.filter(state=OperationState.FAILED)
+        .exclude(params="")
+        .values_list("device_id", "params")
+    }
     # A failed device is in state "failed", from which provision and deprovision both run.
-    return start(bulk.organization, user, bulk.kind, failed, f"retry of {bulk}")
+    return start(bulk.organization, user, bulk.kind, failed, f"retry of {bulk}", params=params)
 
 
 def push(changes: Changes) -> None:

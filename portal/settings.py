@@ -51,6 +51,7 @@ INSTALLED_APPS = [
     "portal",
     "devices",
     "licensing",
+    "enrollment",
 ]
 
 MIDDLEWARE = [

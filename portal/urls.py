@@ -15,6 +15,7 @@ urlpatterns = [
     path("members/", include("portal.member_urls")),
     path("devices/", include("devices.urls")),
     path("licenses/", include("licensing.urls")),
+    path("enrollment/", include("enrollment.urls")),
     path("api/v1/", include("portal.api_urls")),
     path("admin/rq/", include("django_rq.urls")),
     path("admin/", admin.site.urls),

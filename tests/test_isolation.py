@@ -12,6 +12,7 @@ from django.urls import get_resolver, reverse
 from django.utils import timezone
 
 from devices.models import BulkOperation, DeviceEvent
+from enrollment.models import EnrollmentRecord
 from portal import permissions
 from portal.choices import Role
 from tests.factories import (
@@ -66,6 +67,13 @@ class World:
             bulk = BulkOperation.objects.create(
                 organization=org, kind="provision", target=f"BULK-{side.upper()}-MARK", total=1
             )
+            record = EnrollmentRecord.objects.create(
+                organization=org,
+                serial_number=f"ENROLL-{side.upper()}-MARK",
+                access_key=f"KEY-{side.upper()}-MARK",
+                device_type=device_type,
+                gateway=gateway,
+            )
             member = make_member(org, [Role.DEVICE_MANAGER], username=f"member-{side}")
             self.orgs[side] = {
                 "bulk": bulk,
@@ -74,6 +82,7 @@ class World:
                 "group": group,
                 "gateway": gateway,
                 "membership": member.memberships.get(),
+                "record": record,
             }
 
     def markers(self, side):
@@ -83,6 +92,8 @@ class World:
             f"GW-{side.upper()}-MARK",
             f"EVENT-{side.upper()}-MARK",
             f"BULK-{side.upper()}-MARK",
+            f"ENROLL-{side.upper()}-MARK",
+            f"KEY-{side.upper()}-MARK",  # an access key is never shown, not even to its org
         ]
 
 
@@ -116,6 +127,10 @@ VIEWS = [
     ("devices:group-delete", "manage_groups", lambda o: [o["group"].pk]),
     ("devices:gateway-rotate", "manage_gateways", lambda o: [o["gateway"].pk]),
     ("devices:gateway-delete", "manage_gateways", lambda o: [o["gateway"].pk]),
+    ("enrollment:widget", "view", None),
+    ("enrollment:create", "enroll", None),
+    ("enrollment:batch-new", "enroll", None),
+    ("devices:delete", "enroll", lambda o: [o["device"].pk]),
     ("member-edit", "manage_members", lambda o: [o["membership"].pk]),
     ("member-remove", "manage_members", lambda o: [o["membership"].pk]),
 ]
@@ -126,6 +141,10 @@ NOT_IN_MATRIX = {
     "switch-organization",
     "dashboard-layout",
     "licensing:upload",
+    "enrollment:retry",  # POST only: tests/test_enrollment.py
+    "enrollment:retry-failed",
+    "enrollment:batch-commit",  # POST only, and a token of the user's session:
+    "enrollment:batch-errors",  # tests/test_enrollment_batch.py
 }
 
 

@@ -18,6 +18,7 @@ from devices.views.groups import (
 )
 from devices.views.operations import (
     DeviceActionView,
+    DeviceDeleteView,
     OperationCancelView,
     OperationDetailView,
     OperationListView,
@@ -26,6 +27,7 @@ from devices.views.operations import (
 
 __all__ = [
     "DeviceActionView",
+    "DeviceDeleteView",
     "OperationCancelView",
     "OperationDetailView",
     "OperationListView",

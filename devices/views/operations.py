@@ -217,3 +217,39 @@ class OperationRetryView(BulkObjectMixin, DialogView, View):
             return changed(message)
         messages.success(request, message)
         return redirect(reverse("devices:operation-detail", args=[again.pk]))
+
+
+class DeviceDeleteView(DialogView, View):
+    """Delete (unenroll) a device, after a confirmation saying what that means.
+
+    The same rule as enrolling: who may put a device under management may take it out.
+    """
+
+    required_rule = "enroll"
+    title = "Delete device"
+    body_template = "devices/dialogs/device_delete.html"
+    submit_label = "Delete and unenroll"
+    danger = True
+
+    def get_device(self, pk):
+        return get_object_or_404(self.scoped(Device).select_related("gateway"), pk=pk)
+
+    def get(self, request, pk):
+        device = self.get_device(pk)
+        return self.render_dialog(
+            device=device, blocked=Action.DELETE not in device.allowed_actions
+        )
+
+    def post(self, request, pk):
+        device = self.get_device(pk)
+        devices = Device.objects.filter(pk=device.pk)
+        if not operations.delete_devices(
+            self.organization, request.user, devices, f"device {device.serial_number}"
+        ):
+            return self.done(f"{device.serial_number} cannot be deleted now ({device.state}).")
+        where = (
+            f"its gateway {device.gateway.name} sends it the unenrollment"
+            if device.gateway
+            else "it has no gateway, so it waits as unenroll pending"
+        )
+        return self.done(f"{device.serial_number} deleted: {where}.")

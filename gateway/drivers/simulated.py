@@ -45,6 +45,12 @@ def hardware_id(gateway_uid: str, n: int) -> str:
     return ":".join(f"{o:02X}" for o in octets)
 
 
+def access_key(serial: str) -> str:
+    """The access key printed on a simulated device's label: derived from its serial, so
+    the demo and the benchmarks can enroll simulated devices without a list of keys."""
+    return hashlib.sha256(f"fleetgate-simulated-key:{serial}".encode()).hexdigest()[:16].upper()
+
+
 class SimulatedDriver(Driver):
     name = "simulated"
     kinds = frozenset(OpKind)
@@ -143,6 +149,8 @@ class SimulatedDriver(Driver):
     async def _apply(self, serial: str, kind: str, params: dict, ctx: OpContext) -> None:
         d = self.devices[serial]
         if kind == OpKind.ENROLL:
+            if "code" in params and params["code"] != access_key(serial):
+                raise DriverError(ResultCode.REJECTED, "wrong access key", self.info(serial))
             d["enrollment"] = {k: params[k] for k in ENROLLMENT_FIELDS if k in params}
             d["config"] = params.get("config", {})
             d["state"] = DeviceLinkState.PROVISIONED.value

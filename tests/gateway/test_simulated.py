@@ -9,7 +9,7 @@ import pytest
 
 from gateway.codes import ResultCode
 from gateway.drivers import DriverError, OpContext, make_driver
-from gateway.drivers.simulated import SimulatedDriver, hardware_id, serial_number
+from gateway.drivers.simulated import SimulatedDriver, access_key, hardware_id, serial_number
 from gateway.store import Store
 from tests.gateway.helpers import IMAGE_SHA, op
 
@@ -91,7 +91,7 @@ def test_enrollment_persists_across_restarts(store):
     params = {
         "device_type": "Sensor",
         "organization": "acme",
-        "code": "QR-9",
+        "code": access_key(serial_number(GW, 1)),
         "config": {"interval": 5},
     }
     info = run(driver.execute(_op(1, "enroll", **params), _ctx()))
@@ -100,8 +100,20 @@ def test_enrollment_persists_across_restarts(store):
     again = _driver(store)  # a restarted agent
     device = again.devices[serial_number(GW, 1)]
     assert device["state"] == "provisioned" and device["config"] == {"interval": 5}
-    assert device["enrollment"] == {"device_type": "Sensor", "organization": "acme", "code": "QR-9"}
+    assert device["enrollment"] == {
+        "device_type": "Sensor",
+        "organization": "acme",
+        "code": params["code"],
+    }
     assert again.devices[serial_number(GW, 2)]["state"] == "factory"
+
+
+def test_a_wrong_access_key_is_rejected_and_changes_nothing(store):
+    driver = _driver(store)
+    with pytest.raises(DriverError) as refused:
+        run(driver.execute(_op(1, "enroll", code="NOT-THE-KEY"), _ctx()))
+    assert refused.value.code == ResultCode.REJECTED
+    assert driver.devices[serial_number(GW, 1)]["state"] == "factory"
 
 
 def test_lifecycle_and_factory_reset(store):

@@ -1,0 +1,14 @@
+"""Batch enrollment routes; included by ``enrollment/urls.py`` under ``batch/``.
+
+No ``app_name`` here: the routes join the ``enrollment`` namespace, hence ``batch-``.
+"""
+
+from django.urls import path
+
+from enrollment import batch_views
+
+urlpatterns = [
+    path("", batch_views.BatchNewView.as_view(), name="batch-new"),
+    path("commit/", batch_views.BatchCommitView.as_view(), name="batch-commit"),
+    path("rejected/<str:token>.csv", batch_views.BatchErrorsView.as_view(), name="batch-errors"),
+]

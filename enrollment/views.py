@@ -1,0 +1,101 @@
+"""The Enrollment widget: records with their status live, enroll one device, retry.
+
+Listing needs the ``view`` rule; enrolling and retrying need ``enroll`` (Administrator,
+or both Device Manager and IoT Manager), checked here whatever the page showed.
+"""
+
+from django.core.paginator import Paginator
+from django.db.models import Count
+from django.shortcuts import get_object_or_404
+from django.urls import reverse
+from django.views import View
+
+from devices.views.base import DialogView, render_varying, wants_partial
+from enrollment import services
+from enrollment.forms import EnrollForm
+from enrollment.models import EnrollmentRecord, EnrollmentStatus
+from licensing.capacity import CapacityExceeded
+from portal.tenancy import OrganizationRequiredMixin
+
+PER_PAGE = 25
+MAX_SEARCH = 64
+
+
+class EnrollmentWidgetView(OrganizationRequiredMixin, View):
+    required_rule = "view"
+
+    def get(self, request):
+        records = self.scoped(EnrollmentRecord).select_related("device_type", "gateway", "device")
+        status = request.GET.get("status", "")
+        if status in EnrollmentStatus.values:
+            records = records.filter(status=status)
+        else:
+            status = ""
+        query = request.GET.get("q", "").strip()[:MAX_SEARCH]
+        if query:
+            records = records.filter(serial_number__icontains=query)
+        page = Paginator(records.order_by("-id"), PER_PAGE).get_page(request.GET.get("page"))
+        counts = dict(
+            self.scoped(EnrollmentRecord)
+            .order_by()
+            .values_list("status")
+            .annotate(n=Count("pk"))
+            .values_list("status", "n")
+        )
+        context = {
+            "page": page,
+            "status": status,
+            "query": query,
+            "counts": [(s, label, counts.get(s, 0)) for s, label in EnrollmentStatus.choices],
+            "open_count": counts.get("pending", 0) + counts.get("in_progress", 0),
+            "can_enroll": self.allows("enroll"),
+            "self_url": reverse("enrollment:widget"),
+        }
+        template = (
+            "enrollment/_enrollment_widget.html"
+            if wants_partial(request)
+            else "enrollment/enrollment_list.html"
+        )
+        return render_varying(request, template, context)
+
+
+class EnrollView(DialogView, View):
+    """One device through a gateway: the record, then the enrollment sent at once."""
+
+    required_rule = "enroll"
+    title = "Enroll a device"
+    body_template = "enrollment/dialogs/enroll.html"
+    submit_label = "Enroll"
+
+    def get(self, request):
+        return self.render_dialog(form=EnrollForm(organization=self.organization))
+
+    def post(self, request):
+        form = EnrollForm(request.POST, organization=self.organization)
+        if not form.is_valid():
+            return self.render_dialog(form=form)
+        try:
+            [record] = services.create(self.organization, request.user, [form.row()])
+            services.send(self.organization, request.user, [record])
+        except CapacityExceeded as exc:
+            record.reason = f"Not sent: {exc}"
+            record.save(update_fields=["reason", "updated_at"])
+            return self.done(f"{record.serial_number} recorded but not sent. {exc}")
+        return self.done(f"Enrolling {record.serial_number} through {record.gateway.name}.")
+
+
+class RetryView(DialogView, View):
+    """Failed enrollments go again with the keys they had (one, or every failed one)."""
+
+    required_rule = "enroll"
+
+    def post(self, request, pk=None):
+        failed = self.scoped(EnrollmentRecord).filter(status=EnrollmentStatus.FAILED)
+        records = [get_object_or_404(failed, pk=pk)] if pk else list(failed)
+        try:
+            bulk = services.retry(self.organization, request.user, records)
+        except CapacityExceeded as exc:
+            return self.done(str(exc))
+        if bulk is None:
+            return self.done("Nothing to retry.")
+        return self.done(f"Retrying {bulk.total} enrollment{'s' if bulk.total != 1 else ''}.")
