@@ -430,8 +430,22 @@ def _events(accepted, index: _DeviceIndex, now, changes: Changes) -> int:
     if rows:
         _insert_events(db, rows)
         for chunk in _chunks(sorted(seen)):
-            Device.objects.filter(pk__in=chunk).update(last_seen=now)
+            _touch(chunk, now)
     return len(rows)
+
+
+def _touch(device_ids, now) -> None:
+    """``last_seen`` for devices that spoke — skipping rows another transaction holds.
+
+    A bulk action locks its devices for the length of its transaction; waiting for them
+    would stall every gateway's events behind it (the vendor's "pause event monitoring").
+    The next event of such a device sets ``last_seen`` anyway.
+    """
+    devices = Device.objects.filter(pk__in=device_ids)
+    if connections[DEFAULT_DB_ALIAS].features.has_select_for_update_skip_locked:
+        free = devices.select_for_update(skip_locked=True, no_key=True)
+        devices = Device.objects.filter(pk__in=list(free.values_list("pk", flat=True)))
+    devices.update(last_seen=now)
 
 
 def _summary(item: dict, device: dict | None) -> str:

@@ -162,7 +162,9 @@ def plan(organization, action: str, devices, *, lock: bool = False, requested_id
         raise ValueError(f"{action!r} is not a bulk action")
     rows = devices.order_by("pk")
     if lock:
-        rows = rows.select_for_update()
+        # NO KEY: events keep flowing — inserting a DeviceEvent takes a KEY SHARE lock
+        # on its device (the foreign key check), which a plain FOR UPDATE would block.
+        rows = rows.select_for_update(no_key=True)
     rows = list(rows.values("id", "serial_number", "state", "gateway_id", "reported_state"))
     result = Plan(action=action, requested=max(len(rows), len(set(requested_ids))))
     found = {row["id"] for row in rows}

@@ -129,7 +129,9 @@ def reserve(organization, n: int, used_counter: UsedCounter | None = None, today
             "reserve() must run inside the transaction that moves the devices."
         )
     counter = _counter(used_counter)
-    Organization.objects.select_for_update().only("pk").get(pk=organization.pk)
+    # Serialises reservations per organization. NO KEY: rows that merely point at the
+    # organization (events arriving meanwhile: a foreign key check) are not held up.
+    Organization.objects.select_for_update(no_key=True).only("pk").get(pk=organization.pk)
     used, total = counter(organization), capacity(organization, today)
     if used + n > total:
         raise CapacityExceeded(n, used, total)
