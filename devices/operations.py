@@ -250,22 +250,19 @@ def start(
                 if sum(moved.values()) != len(chunk):  # the rows are locked: cannot happen
                     raise RuntimeError("devices changed state under their row lock")
         expires = now + timedelta(seconds=cfg["EXPIRES_AFTER_S"])
-        Operation.objects.bulk_create(
-            (
-                Operation(
-                    organization=organization,
-                    bulk=bulk,
-                    device_id=row["id"],
-                    gateway_id=row["gateway_id"],
-                    kind=action,
-                    from_state=row["state"],
-                    next_attempt_at=now,
-                    expires_at=expires,
-                    params=json.dumps(params[row["id"]]) if row["id"] in params else "",
-                )
-                for row in the_plan.eligible
-            ),
-            batch_size=1000,
+        _insert_operations(
+            {
+                "organization_id": organization.pk,
+                "bulk_id": bulk.pk,
+                "device_id": row["id"],
+                "gateway_id": row["gateway_id"],
+                "kind": action,
+                "from_state": row["state"],
+                "next_attempt_at": now,
+                "expires_at": expires,
+                "params": json.dumps(params[row["id"]]) if row["id"] in params else "",
+            }
+            for row in the_plan.eligible
         )
         audit.record(
             organization,
@@ -281,6 +278,45 @@ def start(
         gateway_ids = [g.id for g in the_plan.gateways if g.online]
         transaction.on_commit(lambda: _after_start(organization.pk, bulk, gateway_ids))
     return bulk, the_plan
+
+
+# Every column of a new operation (the rest are NULL until it is sent).
+_NEW_OPERATION = {
+    "uid": None,  # uuid4() per row
+    "generation": 0,
+    "state": OperationState.QUEUED,
+    "attempts": 0,
+    "code": "",
+    "error": "",
+}
+
+
+def _insert_operations(rows) -> None:
+    """Write the new operations: COPY on PostgreSQL, ``bulk_create`` elsewhere.
+
+    Ten thousand operations are one click's work; through ``bulk_create`` on PostgreSQL
+    they cost ~2.5 s of the request (the ORM builds 160,000 parameters), with COPY ~0.3 s.
+    """
+    now = timezone.now()
+    rows = [{**_NEW_OPERATION, **row, "uid": uuid.uuid4(), "created_at": now} for row in rows]
+    connection = transaction.get_connection()
+    if connection.vendor != "postgresql":
+        Operation.objects.bulk_create((Operation(**row) for row in rows), batch_size=1000)
+        return
+    fields = [Operation._meta.get_field(name.removesuffix("_id")) for name in rows[0]]
+    columns = ", ".join(connection.ops.quote_name(f.column) for f in fields)
+    table = connection.ops.quote_name(Operation._meta.db_table)
+    with (
+        connection.cursor() as cursor,
+        cursor.cursor.copy(f"COPY {table} ({columns}) FROM STDIN") as copy,
+    ):
+        for row in rows:
+            copy.write_row(
+                [
+                    f.get_db_prep_save(value, connection)
+                    for f, value in zip(fields, row.values(), strict=True)
+                ]
+            )
 
 
 def _after_start(organization_id, bulk, gateway_ids):
