@@ -29,6 +29,8 @@ stop_all() { kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; }
 trap stop_all EXIT INT TERM
 
 "$PY" manage.py gateway_secrets --organization demo --out var/sim-secrets.json
+# The simulated devices' labels (serial, access key), for trying batch enrollment.
+"$PY" manage.py simulated_keys --organization demo --devices 20 --out var/demo-enroll.csv
 start portal "$PY" manage.py runserver "$HOST:$PORT" --noreload
 start worker "$PY" manage.py rqworker default --worker-class rq.worker.SimpleWorker
 start reconciler "$PY" manage.py run_reconciler
@@ -44,6 +46,7 @@ cat <<MSG
   Fleetgate is running: http://$HOST:$PORT/
   Log in with any user printed above (password: $PASSWORD).
   Support staff: http://$HOST:$PORT/admin/ as "support".
+  To try batch enrollment, import var/demo-enroll.csv (log in as "admin" or "enroller").
   Press Ctrl-C to stop.
 
 MSG

@@ -317,3 +317,17 @@ def test_the_admin_adds_and_changes_no_record(client, org, admin, gateway, devic
         reverse("admin:enrollment_enrollmentrecord_change", args=[records[0].pk])
     ).content.decode()
     assert "ENR-0000" in page and "KEY-ENR-0000" not in page
+
+
+def test_simulated_keys_lists_each_simulated_device_with_its_label_key(tmp_path, org):
+    from django.core.management import call_command
+
+    from gateway.drivers.simulated import access_key
+
+    make_gateway(org, uid="sim-a")
+    out = tmp_path / "labels.csv"
+    call_command("simulated_keys", organization=org.slug, devices=3, out=str(out))
+    lines = out.read_text().splitlines()
+    assert lines[0] == "serial,key,gateway" and len(lines) == 4
+    serial, key, uid = lines[1].split(",")
+    assert (key, uid) == (access_key(serial), "sim-a")
