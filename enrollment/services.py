@@ -7,6 +7,8 @@
   them yet) take the lifecycle's ``enroll`` action through ``devices.operations.start``:
   seats reserved or the whole send refused, one operation per device carrying the
   access key (encrypted), one dispatch job per gateway.
+- ``enroll_one``: one device, recorded and sent (or recorded as done by the app) in one
+  transaction — the portal form, the installer pages and the API all come through it.
 - ``record_app_enrollment``: the installer app enrolled the device itself over BLE.
 - ``follow_operations``: records follow their operations' outcomes (a finish hook).
 """
@@ -185,6 +187,21 @@ def _target(records) -> str:
     if len(records) == 1:
         return f"enrollment of {records[0].serial_number}"
     return f"enrollment of {len(records):,} devices"
+
+
+def enroll_one(organization, user, row: dict, *, app_only=False) -> EnrollmentRecord:
+    """Record one device and enroll it at once: through its gateway, or as done by the app.
+
+    All or nothing: ``CapacityExceeded`` leaves nothing stored, so the same request can
+    simply be made again. ``IntegrityError``: a request for this serial is already open
+    (a race the form's check lost).
+    """
+    with transaction.atomic():
+        if app_only:
+            return record_app_enrollment(organization, user, row)
+        [record] = create(organization, user, [row])
+        send(organization, user, [record])
+    return record
 
 
 def record_app_enrollment(organization, user, row: dict) -> EnrollmentRecord:

@@ -10,4 +10,5 @@ urlpatterns = [
     path("<int:pk>/retry/", views.RetryView.as_view(), name="retry"),
     path("retry-failed/", views.RetryView.as_view(), name="retry-failed"),
     path("batch/", include("enrollment.batch_urls")),
+    path("", include("enrollment.installer_urls")),
 ]

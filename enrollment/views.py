@@ -5,6 +5,7 @@ or both Device Manager and IoT Manager), checked here whatever the page showed.
 """
 
 from django.core.paginator import Paginator
+from django.db import IntegrityError
 from django.db.models import Count
 from django.shortcuts import get_object_or_404
 from django.urls import reverse
@@ -75,12 +76,13 @@ class EnrollView(DialogView, View):
         if not form.is_valid():
             return self.render_dialog(form=form)
         try:
-            [record] = services.create(self.organization, request.user, [form.row()])
-            services.send(self.organization, request.user, [record])
+            record = services.enroll_one(self.organization, request.user, form.row())
         except CapacityExceeded as exc:
-            record.reason = f"Not sent: {exc}"
-            record.save(update_fields=["reason", "updated_at"])
-            return self.done(f"{record.serial_number} recorded but not sent. {exc}")
+            form.add_error(None, f"Nothing was enrolled. {exc}")
+            return self.render_dialog(form=form)
+        except IntegrityError:  # another request for this serial won the race
+            form.add_error("serial_number", services.ALREADY_REQUESTED)
+            return self.render_dialog(form=form)
         return self.done(f"Enrolling {record.serial_number} through {record.gateway.name}.")
 
 

@@ -2,4 +2,4 @@
 
 from portal.widgets import Widget, register
 
-register(Widget("enrollment", "Enrollment", "enrollment:widget", order=15, rule="view"))
+register(Widget("enrollment", "Enrollment", "enrollment:widget", order=22, rule="view"))

@@ -13,6 +13,7 @@ app_name = "api"
 urlpatterns = [
     path("", include("devices.api")),
     path("", include("licensing.api")),
+    path("", include("enrollment.api")),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="api:schema"), name="docs"),
     path(

@@ -5,6 +5,7 @@ A user gets the right status code, never another organization's data, and never
 changes it. New API URLs join ``ENDPOINTS``; a meta-test fails when one is missing.
 """
 
+import io
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -17,12 +18,14 @@ from rest_framework.test import APIClient
 
 from devices.choices import DeviceState as S
 from devices.models import BulkOperation, Device, DeviceGroup, Operation, OperationState
+from enrollment.models import EnrollmentRecord, EnrollmentStatus
 from licensing import signing
 from licensing.keys import DEMO_PRIVATE_KEY
 from licensing.models import License
 from portal import permissions
 from portal.models import AuditEntry
 from tests.factories import make_device, make_license, make_member, make_user
+from tests.test_enrollment_qr import gps_jpeg, label_photo
 from tests.test_isolation import COMBINATIONS, World, _combo_id, _url_names
 
 pytestmark = pytest.mark.django_db
@@ -60,6 +63,10 @@ class ApiWorld(World):
             )
             BulkOperation.objects.filter(pk=o["bulk"].pk).update(failed=1, finished_at=now)
             o["failed_device"] = failed
+            # the widgets' world has a pending record: a failed one can be retried too
+            EnrollmentRecord.objects.filter(pk=o["record"].pk).update(
+                status=EnrollmentStatus.FAILED, reason=f"REASON-{mark}-MARK"
+            )
             o["license_file"] = signing.issue(
                 DEMO_PRIVATE_KEY,
                 {
@@ -72,7 +79,13 @@ class ApiWorld(World):
 
     def markers(self, side):
         o = self.orgs[side]
-        return [*super().markers(side), f"ERROR-{side.upper()}-MARK", str(o["license"].license_id)]
+        mark = side.upper()
+        return [
+            *super().markers(side),
+            f"ERROR-{mark}-MARK",
+            str(o["license"].license_id),
+            f"REASON-{mark}-MARK",
+        ]
 
     def fingerprint(self, side):
         """Everything of one organization a request could change."""
@@ -93,6 +106,11 @@ class ApiWorld(World):
             sorted(Operation.objects.for_organization(org).values_list("pk", "state")),
             License.objects.for_organization(org).count(),
             AuditEntry.objects.for_organization(org).count(),
+            sorted(
+                EnrollmentRecord.objects.for_organization(org).values_list(
+                    "pk", "status", "photo", "serial_number"
+                )
+            ),
         )
 
 
@@ -120,6 +138,7 @@ class Endpoint:
     other: int | None = None
     shows: str | None = None
     label: str = ""
+    fmt: str = "json"  # "multipart" for file uploads
 
     @property
     def id(self):
@@ -259,6 +278,72 @@ ENDPOINTS = [
         other=400,  # another organization's file is refused
     ),
     Endpoint("api:license-usage", "get", "view"),
+    Endpoint("api:enrollment-list", "get", "view", shows="ENROLL-OWN-MARK"),
+    Endpoint(
+        "api:enrollment-list",
+        "post",
+        "enroll",
+        body=lambda o: {
+            "serial_number": "NEW-SERIAL-1",
+            "access_key": "abcd-1234",
+            "device_type": o["device"].device_type.name,
+            "gateway": o["gateway"].uid,
+        },
+        own=201,
+        other=400,  # another organization's gateway is no gateway here
+    ),
+    Endpoint(
+        "api:enrollment-detail",
+        "get",
+        "view",
+        args=lambda o: [o["record"].pk],
+        other=404,
+        shows="REASON-OWN-MARK",
+    ),
+    Endpoint(
+        "api:enrollment-app",
+        "post",
+        "enroll",
+        body=lambda o: {
+            "serial_number": "NEW-SERIAL-2",
+            "access_key": "abcd-1234",
+            "device_type": o["device"].device_type.name,
+        },
+        own=201,
+    ),
+    Endpoint(
+        "api:enrollment-photo",
+        "post",
+        "enroll",
+        args=lambda o: [o["record"].pk],
+        body=lambda o: {"photo": io.BytesIO(gps_jpeg((64, 48)))},
+        fmt="multipart",
+        other=404,
+    ),
+    Endpoint(
+        "api:enrollment-photo",
+        "get",
+        "view",
+        args=lambda o: [o["record"].pk],
+        own=404,  # no photo yet (the photo tests serve one)
+        other=404,
+    ),
+    Endpoint(
+        "api:enrollment-retry",
+        "post",
+        "enroll",
+        args=lambda o: [o["record"].pk],
+        other=404,
+    ),
+    Endpoint(
+        "api:enrollment-decode-qr",
+        "post",
+        "enroll",
+        body=lambda o: {"image": io.BytesIO(label_photo("SN-QR-MATRIX", scale=3))},
+        fmt="multipart",
+        shows="SN-QR-MATRIX",
+    ),
+    Endpoint("api:nearby-list", "get", "enroll", shows="SERIAL-OWN-MARK"),
     Endpoint("api:schema", "get", None, shows="/api/v1/devices/"),
     Endpoint("api:docs", "get", None),
     Endpoint("api:redoc", "get", None),
@@ -280,7 +365,7 @@ def client_for(user, auth):
 def call(client, endpoint, objects, headers=None):
     url = reverse(endpoint.name, args=endpoint.args(objects) if endpoint.args else None)
     body = endpoint.body(objects) if endpoint.body else None
-    return getattr(client, endpoint.method)(url, body, format="json", headers=headers)
+    return getattr(client, endpoint.method)(url, body, format=endpoint.fmt, headers=headers)
 
 
 def requests_of(endpoint):

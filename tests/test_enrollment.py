@@ -255,7 +255,7 @@ def test_the_form_refuses_bad_input_with_field_errors(client, org, admin, gatewa
     assert not EnrollmentRecord.objects.exists()
 
 
-def test_over_capacity_the_form_keeps_the_record_and_says_why(
+def test_over_capacity_the_form_stores_nothing_and_says_why(
     client, org, admin, gateway, device_type
 ):
     client.force_login(admin)  # no license at all
@@ -269,10 +269,9 @@ def test_over_capacity_the_form_keeps_the_record_and_says_why(
         },
         HTTP_HX_REQUEST="true",
     )
-    message = json.loads(response["HX-Trigger"])["groupsChanged"]["message"]
-    assert "not sent" in message and "0 of the requested 1" in message
-    record = EnrollmentRecord.objects.get()
-    assert record.status == EnrollmentStatus.PENDING and "Not sent" in record.reason
+    assert response.status_code == 200
+    assert "Nothing was enrolled. Only 0 of the requested 1" in response.content.decode()
+    assert not EnrollmentRecord.objects.exists() and not Device.objects.exists()
 
 
 def test_retry_is_scoped_and_needs_the_enroll_rule(client, org, admin, gateway, device_type):

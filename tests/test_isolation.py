@@ -130,6 +130,12 @@ VIEWS = [
     ("enrollment:widget", "view", None),
     ("enrollment:create", "enroll", None),
     ("enrollment:batch-new", "enroll", None),
+    ("enrollment:installer-scan", "enroll", None),
+    ("enrollment:installer-nearby", "enroll", None),
+    ("enrollment:installer-enroll", "enroll", None),
+    ("enrollment:labels", "enroll", None),
+    ("enrollment:installer-result", "enroll", lambda o: [o["record"].pk]),
+    ("enrollment:installer-status", "enroll", lambda o: [o["record"].pk]),
     ("devices:delete", "enroll", lambda o: [o["device"].pk]),
     ("member-edit", "manage_members", lambda o: [o["membership"].pk]),
     ("member-remove", "manage_members", lambda o: [o["membership"].pk]),
@@ -145,6 +151,7 @@ NOT_IN_MATRIX = {
     "enrollment:retry-failed",
     "enrollment:batch-commit",  # POST only, and a token of the user's session:
     "enrollment:batch-errors",  # tests/test_enrollment_batch.py
+    "enrollment:installer-retry",  # POST only: tests/test_enrollment_installer.py
 }
 
 
