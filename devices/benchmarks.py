@@ -10,6 +10,7 @@ import contextlib
 import json
 import os
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -75,25 +76,32 @@ def database_url() -> str:
     raise CommandError(f"Cannot share a {connection.vendor} database with child processes.")
 
 
+def clean_client(url: str, client_id: str, inflight: int | None = None) -> mqtt.Client:
+    """A paho client with a clean session and the broker URL's login (not yet connected)."""
+    _, _, user, password = broker_address(url)
+    c = mqtt.Client(
+        callback_api_version=mqtt.CallbackAPIVersion.VERSION2,
+        client_id=client_id,
+        clean_session=True,
+        protocol=mqtt.MQTTv311,
+    )
+    if user:
+        c.username_pw_set(user, password)
+    if inflight:
+        c.max_inflight_messages_set(inflight)
+    return c
+
+
 def mqtt_floor(url: str, seconds: float, payload_bytes: int = 512, inflight: int = 100) -> float:
     """Messages/s from one paho publisher to one paho subscriber, QoS 1 both legs."""
-    host, port, user, password = broker_address(url)
+    host, port, _, _ = broker_address(url)
     tag = uuid.uuid4().hex[:12]
     topic = f"fleetgate-bench/floor/{tag}"
     received = [0]
     subscribed, connected = threading.Event(), threading.Event()
 
     def client(role):
-        c = mqtt.Client(
-            callback_api_version=mqtt.CallbackAPIVersion.VERSION2,
-            client_id=f"fleetgate-bench-floor-{role}-{tag}",
-            clean_session=True,
-            protocol=mqtt.MQTTv311,
-        )
-        if user:
-            c.username_pw_set(user, password)
-        c.max_inflight_messages_set(inflight)
-        return c
+        return clean_client(url, f"fleetgate-bench-floor-{role}-{tag}", inflight)
 
     sub, pub = client("sub"), client("pub")
 
@@ -189,7 +197,7 @@ def mqtt_roundtrip_floor(url: str, seconds: float, payload_bytes: int = 512, inf
     its message callback; the requester counts replies. The ceiling a portal–gateway
     pair reaches with no work behind it: one message each way per round trip.
     """
-    host, port, user, password = broker_address(url)
+    host, port, _, _ = broker_address(url)
     tag = uuid.uuid4().hex[:12]
     ask, answer = f"fleetgate-bench/rt/{tag}/cmd", f"fleetgate-bench/rt/{tag}/res"
     replies = [0]
@@ -197,15 +205,7 @@ def mqtt_roundtrip_floor(url: str, seconds: float, payload_bytes: int = 512, inf
     slots = threading.BoundedSemaphore(inflight)
 
     def client(role, topic):
-        c = mqtt.Client(
-            callback_api_version=mqtt.CallbackAPIVersion.VERSION2,
-            client_id=f"fleetgate-bench-rt-{role}-{tag}",
-            clean_session=True,
-            protocol=mqtt.MQTTv311,
-        )
-        if user:
-            c.username_pw_set(user, password)
-        c.max_inflight_messages_set(inflight)
+        c = clean_client(url, f"fleetgate-bench-rt-{role}-{tag}", inflight)
         c.on_connect = lambda c, *a: (set_nodelay(c), c.subscribe(topic, qos=1))
         c.on_subscribe = lambda *a: ready.wait(10)
         return c
@@ -347,6 +347,50 @@ class Harness:
         session.save()
         return client.cookies[settings.SESSION_COOKIE_NAME].value
 
+    def reset(self, organization, seats: int, *first) -> None:
+        """Start from nothing: the organization's devices, operations and events deleted
+        (``first``: querysets of rows that point at them), the simulated gateways back at
+        factory state, and at least ``seats`` free license seats."""
+        from devices.demo import SeedResult, ensure_demo_license
+        from devices.models import BulkOperation, Device, DeviceEvent, Operation
+        from licensing import capacity
+
+        for queryset in first:
+            queryset.delete()
+        Operation.objects.filter(bulk__organization=organization).delete()
+        BulkOperation.objects.filter(organization=organization).delete()
+        DeviceEvent.objects.filter(organization=organization).delete()
+        deleted, _ = Device.objects.filter(organization=organization).delete()
+        shutil.rmtree(self.work / "gateway-sim", ignore_errors=True)
+        licensed = ensure_demo_license(organization, seats, SeedResult(), seats=seats)
+        if licensed is None and (capacity.usage(organization).free or 0) < seats:
+            raise CommandError(
+                f"{organization.slug} has fewer than {seats:,} free seats and this portal "
+                "does not trust the demo license key: upload a license for it."
+            )
+        self.note(
+            f"Organization {organization.slug!r} reset ({connection.vendor}): "
+            f"{deleted:,} devices deleted"
+        )
+
+    def count_up(self, count, target: int, what: str, timeout: float, alive=()) -> int:
+        """Poll ``count()`` until it reaches ``target``, a progress line each second."""
+        shown, deadline = 0.0, time.monotonic() + timeout
+        value = count()
+        while value < target:
+            if time.monotonic() > deadline:
+                raise CommandError(f"Timed out: {value:,} of {target:,} {what}.")
+            for name, process in alive:
+                if process.poll() is not None:
+                    raise CommandError(f"{name} exited with {process.returncode}.")
+            if time.monotonic() - shown >= 1:
+                self.note(f"  {value:,} / {target:,} {what}")
+                shown = time.monotonic()
+            time.sleep(0.05)
+            value = count()
+        self.note(f"  {value:,} / {target:,} {what}")
+        return value
+
     # -- child processes --------------------------------------------------------------
 
     def pids(self) -> list[int]:
@@ -461,15 +505,8 @@ class Harness:
     def _forget_session(self, client_id: str) -> None:
         """The bridge's session is persistent; a clean connect with its id removes it from the
         broker, which would otherwise queue every gateway's messages for it forever."""
-        host, port, user, password = broker_address(self.broker)
-        c = mqtt.Client(
-            callback_api_version=mqtt.CallbackAPIVersion.VERSION2,
-            client_id=client_id,
-            clean_session=True,
-            protocol=mqtt.MQTTv311,
-        )
-        if user:
-            c.username_pw_set(user, password)
+        host, port, _, _ = broker_address(self.broker)
+        c = clean_client(self.broker, client_id)
         with contextlib.suppress(OSError):
             c.connect(host, port)
             c.loop(timeout=1)

@@ -24,7 +24,6 @@ factory state, so they are discovered afresh and every run provisions the same n
 """
 
 import json
-import shutil
 import sys
 import time
 import urllib.error
@@ -42,7 +41,6 @@ from rest_framework.authtoken.models import Token
 
 from devices.benchmarks import CpuMeter, Harness, mqtt_roundtrip_floor, peak_rss_mb
 from devices.choices import DeviceState
-from devices.demo import SeedResult, ensure_demo_license
 from devices.models import BulkOperation, Device, DeviceEvent, DeviceGroup, Operation
 from gateway.protocol import EventKind
 from licensing import capacity
@@ -83,13 +81,13 @@ class Command(BaseCommand):
         per_gateway = o["devices"] // o["gateways"]
         total = per_gateway * o["gateways"]
         self.stderr.style_func = None  # progress, not errors
-        harness = self.harness = Harness("bench-provision", self.stderr, o["broker"])
+        harness = Harness("bench-provision", self.stderr, o["broker"])
         harness.use_scratch_database(Path(o["database_file"]))
         if connection.vendor != "postgresql":
             harness.note("Note: the target is measured on PostgreSQL (set DATABASE_URL).")
         call_command("migrate", interactive=False, verbosity=0)
         organization = harness.organization(ORG_SLUG, "Bench Provision", o["gateways"])
-        self._reset(organization, total)
+        harness.reset(organization, total)
         user = harness.member(organization, ORG_SLUG, roles=[Role.ADMINISTRATOR])
         token, _ = Token.objects.get_or_create(user=user)
         group, _ = DeviceGroup.objects.get_or_create(organization=organization, name="Everything")
@@ -120,7 +118,7 @@ class Command(BaseCommand):
             )
             alive = [("bridge", bridge), ("simulator", simulator)]
             devices = Device.objects.for_organization(organization)
-            discovered = self._wait(
+            discovered = harness.count_up(
                 lambda: devices.count(), total, "devices discovered", o["timeout"], alive
             )
             group.devices.through.objects.bulk_create(
@@ -140,7 +138,7 @@ class Command(BaseCommand):
                 started = time.time()
                 bulk_id, request_ms = self._request(port, token.key, group.pk)
                 bulk = BulkOperation.objects.filter(pk=bulk_id)
-                self._wait(
+                harness.count_up(
                     lambda: sum(bulk.values_list("done", "failed", "cancelled").get()),
                     total,
                     "operations finished",
@@ -182,41 +180,6 @@ class Command(BaseCommand):
             } | cpu.result
             result["simulator"] = harness.stop(simulator, "simulator")
         self.stdout.write(json.dumps(result))
-
-    def _reset(self, organization, total: int) -> None:
-        """Start from nothing: no devices, operations or events; gateways at factory state."""
-        Operation.objects.filter(bulk__organization=organization).delete()
-        BulkOperation.objects.filter(organization=organization).delete()
-        DeviceEvent.objects.filter(organization=organization).delete()
-        deleted, _ = Device.objects.filter(organization=organization).delete()
-        shutil.rmtree(self.harness.work / "gateway-sim", ignore_errors=True)
-        licensed = ensure_demo_license(organization, total, SeedResult(), seats=total)
-        if licensed is None and (capacity.usage(organization).free or 0) < total:
-            raise CommandError(
-                f"{ORG_SLUG} has fewer than {total:,} free seats and this portal does not "
-                "trust the demo license key: upload a license for it."
-            )
-        self.harness.note(
-            f"Organization {ORG_SLUG!r} reset ({connection.vendor}): {deleted:,} rows deleted"
-        )
-
-    def _wait(self, count, target: int, what: str, timeout: float, alive) -> int:
-        """Poll ``count()`` until it reaches ``target``, a progress line each second."""
-        shown, deadline = 0.0, time.monotonic() + timeout
-        value = count()
-        while value < target:
-            if time.monotonic() > deadline:
-                raise CommandError(f"Timed out: {value:,} of {target:,} {what}.")
-            for name, process in alive:
-                if process.poll() is not None:
-                    raise CommandError(f"{name} exited with {process.returncode}.")
-            if time.monotonic() - shown >= 1:
-                self.harness.note(f"  {value:,} / {target:,} {what}")
-                shown = time.monotonic()
-            time.sleep(0.05)
-            value = count()
-        self.harness.note(f"  {value:,} / {target:,} {what}")
-        return value
 
     def _request(self, port: int, token: str, group_id: int) -> tuple[int, float]:
         request = urllib.request.Request(

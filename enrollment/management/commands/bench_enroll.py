@@ -17,7 +17,6 @@ start from factory state.
 import csv
 import io
 import json
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -30,8 +29,7 @@ from django.db.models import Count, Max
 
 from devices.benchmarks import CpuMeter, Harness
 from devices.choices import DeviceState, Protocol
-from devices.demo import SeedResult, ensure_demo_license
-from devices.models import BulkOperation, Device, DeviceEvent, DeviceType, Operation
+from devices.models import Device, DeviceType
 from enrollment import batch
 from enrollment.models import OPEN_STATUSES, EnrollmentBatch, EnrollmentRecord, EnrollmentStatus
 from gateway.drivers.simulated import access_key, serial_number
@@ -68,11 +66,16 @@ class Command(BaseCommand):
         per_gateway = o["rows"] // o["gateways"]
         total = per_gateway * o["gateways"]
         self.stderr.style_func = None  # progress, not errors
-        harness = self.harness = Harness("bench-enroll", self.stderr, o["broker"])
+        harness = Harness("bench-enroll", self.stderr, o["broker"])
         harness.use_scratch_database(Path(o["database_file"]))
         call_command("migrate", interactive=False, verbosity=0)
         organization = harness.organization(ORG_SLUG, "Bench Enroll", o["gateways"])
-        self._reset(organization, total)
+        harness.reset(
+            organization,
+            total,
+            EnrollmentRecord.objects.filter(organization=organization),
+            EnrollmentBatch.objects.filter(organization=organization),
+        )
         user = harness.member(organization, ORG_SLUG, roles=[Role.ADMINISTRATOR])
         DeviceType.objects.get_or_create(name=DEVICE_TYPE, defaults={"protocol": Protocol.BLE})
         uids = [f"{ORG_SLUG}-gw-{n:03d}" for n in range(1, o["gateways"] + 1)]
@@ -101,7 +104,7 @@ class Command(BaseCommand):
             simulator = harness.start_simulator(o["gateways"], per_gateway, "--latency-ms", "0")
             alive = [("bridge", bridge), ("simulator", simulator)]
             devices = Device.objects.for_organization(organization)
-            self._wait(devices.count, total, "devices discovered", o["timeout"], alive)
+            harness.count_up(devices.count, total, "devices discovered", o["timeout"], alive)
 
             records = EnrollmentRecord.objects.filter(batch=committed.batch)
             finished = records.exclude(status__in=OPEN_STATUSES)
@@ -112,7 +115,7 @@ class Command(BaseCommand):
                 sent = batch.send(organization, user, committed.records)
                 send_ms = (time.perf_counter() - t0) * 1000
                 harness.note(f"  {sent} ({send_ms:,.0f} ms)")
-                self._wait(finished.count, total, "records finished", o["timeout"], alive)
+                harness.count_up(finished.count, total, "records finished", o["timeout"], alive)
                 last = records.aggregate(last=Max("finished_at"))["last"]
             seconds = (last.timestamp() if last else time.time()) - sent_at
             statuses = dict(records.values_list("status").annotate(n=Count("pk")).order_by())
@@ -146,40 +149,3 @@ class Command(BaseCommand):
                 serial = serial_number(uid, n)
                 writer.writerow([serial, access_key(serial), DEVICE_TYPE, uid])
         return out.getvalue().encode()
-
-    def _reset(self, organization, total: int) -> None:
-        """Start from nothing: no records, devices, operations or events; factory gateways."""
-        EnrollmentRecord.objects.filter(organization=organization).delete()
-        EnrollmentBatch.objects.filter(organization=organization).delete()
-        Operation.objects.filter(bulk__organization=organization).delete()
-        BulkOperation.objects.filter(organization=organization).delete()
-        DeviceEvent.objects.filter(organization=organization).delete()
-        deleted, _ = Device.objects.filter(organization=organization).delete()
-        shutil.rmtree(self.harness.work / "gateway-sim", ignore_errors=True)
-        licensed = ensure_demo_license(organization, total, SeedResult(), seats=total)
-        if licensed is None and (capacity.usage(organization).free or 0) < total:
-            raise CommandError(
-                f"{ORG_SLUG} has fewer than {total:,} free seats and this portal does not "
-                "trust the demo license key: upload a license for it."
-            )
-        self.harness.note(
-            f"Organization {ORG_SLUG!r} reset ({connection.vendor}): {deleted:,} rows deleted"
-        )
-
-    def _wait(self, count, target: int, what: str, timeout: float, alive) -> int:
-        """Poll ``count()`` until it reaches ``target``, a progress line each second."""
-        shown, deadline = 0.0, time.monotonic() + timeout
-        value = count()
-        while value < target:
-            if time.monotonic() > deadline:
-                raise CommandError(f"Timed out: {value:,} of {target:,} {what}.")
-            for name, process in alive:
-                if process.poll() is not None:
-                    raise CommandError(f"{name} exited with {process.returncode}.")
-            if time.monotonic() - shown >= 1:
-                self.harness.note(f"  {value:,} / {target:,} {what}")
-                shown = time.monotonic()
-            time.sleep(0.05)
-            value = count()
-        self.harness.note(f"  {value:,} / {target:,} {what}")
-        return value
