@@ -92,6 +92,21 @@ def clean_client(url: str, client_id: str, inflight: int | None = None) -> mqtt.
     return c
 
 
+def _rate(send, slots, counter: list[int], seconds: float) -> float:
+    """Call ``send`` whenever a slot is free for ``seconds`` (after 0.5 s of warm-up);
+    ``counter[0]``, advanced by the receiving side, per second."""
+    start = time.monotonic()
+    warm_until, end = start + 0.5, start + 0.5 + seconds
+    counted_from = None
+    while (now := time.monotonic()) < end:
+        if counted_from is None and now >= warm_until:
+            counted_from = (now, counter[0])
+        if slots.acquire(timeout=1):
+            send()
+    t0, n0 = counted_from
+    return (counter[0] - n0) / (time.monotonic() - t0)
+
+
 def mqtt_floor(url: str, seconds: float, payload_bytes: int = 512, inflight: int = 100) -> float:
     """Messages/s from one paho publisher to one paho subscriber, QoS 1 both legs."""
     host, port, _, _ = broker_address(url)
@@ -125,16 +140,7 @@ def mqtt_floor(url: str, seconds: float, payload_bytes: int = 512, inflight: int
         if not (subscribed.wait(10) and connected.wait(10)):
             raise CommandError(f"The broker at {url} did not answer the floor measurement.")
         payload = b"x" * payload_bytes
-        start = time.monotonic()
-        warm_until, end = start + 0.5, start + 0.5 + seconds
-        counted_from = None
-        while (now := time.monotonic()) < end:
-            if counted_from is None and now >= warm_until:
-                counted_from = (now, received[0])
-            if slots.acquire(timeout=1):
-                pub.publish(topic, payload, qos=1)
-        t0, n0 = counted_from
-        return (received[0] - n0) / (time.monotonic() - t0)
+        return _rate(lambda: pub.publish(topic, payload, qos=1), slots, received, seconds)
     finally:
         for c in (pub, sub):
             c.disconnect()
@@ -229,16 +235,7 @@ def mqtt_roundtrip_floor(url: str, seconds: float, payload_bytes: int = 512, inf
                 f"The broker at {url} did not answer the floor measurement."
             ) from None
         payload = b"x" * payload_bytes
-        start = time.monotonic()
-        warm_until, end = start + 0.5, start + 0.5 + seconds
-        counted_from = None
-        while (now := time.monotonic()) < end:
-            if counted_from is None and now >= warm_until:
-                counted_from = (now, replies[0])
-            if slots.acquire(timeout=1):
-                requester.publish(ask, payload, qos=1)
-        t0, n0 = counted_from
-        return (replies[0] - n0) / (time.monotonic() - t0)
+        return _rate(lambda: requester.publish(ask, payload, qos=1), slots, replies, seconds)
     finally:
         for c in (requester, responder):
             c.disconnect()
@@ -270,6 +267,16 @@ class Harness:
         self.children: list[tuple[str, subprocess.Popen]] = []
         self.bridge_ids: list[str] = []
         self.env = None
+
+    @staticmethod
+    def add_arguments(parser) -> None:
+        """The options every end-to-end benchmark takes."""
+        parser.add_argument("--broker", default=None, help="MQTT URL (default: MQTT_URL)")
+        parser.add_argument(
+            "--database-file",
+            default=str(settings.VAR_DIR / "bench.sqlite3"),
+            help="Scratch SQLite file used when DATABASE_URL is unset.",
+        )
 
     def __enter__(self):
         self.env = {**os.environ, "DATABASE_URL": database_url(), "PYTHONUNBUFFERED": "1"}

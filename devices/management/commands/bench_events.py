@@ -122,12 +122,7 @@ class Command(BaseCommand):
         parser.add_argument("--devices-per-gateway", type=int, default=20)
         parser.add_argument("--warmup", type=float, default=3.0, help="seconds before measuring")
         parser.add_argument("--floor-seconds", type=float, default=2.0)
-        parser.add_argument("--broker", default=None, help="MQTT URL (default: MQTT_URL)")
-        parser.add_argument(
-            "--database-file",
-            default=str(settings.VAR_DIR / "bench.sqlite3"),
-            help="Scratch SQLite file used when DATABASE_URL is unset.",
-        )
+        Harness.add_arguments(parser)
 
     def handle(self, *args, **o):
         if o["gateways"] < 1 or o["browsers"] < 1 or o["seconds"] <= 0:

@@ -21,7 +21,6 @@ import sys
 import time
 from pathlib import Path
 
-from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 from django.db import connection
@@ -51,12 +50,7 @@ class Command(BaseCommand):
         parser.add_argument("--gateways", type=int, default=20)
         parser.add_argument("--workers", type=int, default=2, help="RQ worker processes")
         parser.add_argument("--timeout", type=float, default=600.0, help="give up after")
-        parser.add_argument("--broker", default=None, help="MQTT URL (default: MQTT_URL)")
-        parser.add_argument(
-            "--database-file",
-            default=str(settings.VAR_DIR / "bench.sqlite3"),
-            help="Scratch SQLite file used when DATABASE_URL is unset.",
-        )
+        Harness.add_arguments(parser)
 
     def handle(self, *args, **o):
         if o["gateways"] < 1 or o["rows"] < o["gateways"] or o["workers"] < 1:
