@@ -1,10 +1,14 @@
 """The portal side of the gateway link: MQTT in, database and browsers out.
 
-One paho network thread receives and queues; one writer thread decodes (signature,
-replay, schema), writes a whole batch through ``devices.ingest`` in one transaction,
-acknowledges the batch to the broker only after commit (manual QoS 1 acks, persistent
-session: a crash loses nothing), then pushes the coalesced changes to the browsers.
+One paho network thread receives and queues; writer threads decode (signature,
+replay, schema), write a whole batch through ``devices.ingest`` in one transaction,
+acknowledge the batch to the broker only after commit (manual QoS 1 acks, persistent
+session: a crash loses nothing), then push the coalesced changes to the browsers.
 Bad messages are refused and counted by reason; nothing a gateway sends stops it.
+
+Two writers, by topic: results (``res``) have their own, so that the 10,000 answers of
+a bulk action — mostly database time, each moving devices through sixteen indexes —
+do not hold up everybody's events, discoveries and status behind them.
 """
 
 import json
@@ -18,7 +22,7 @@ from collections import Counter
 
 import redis
 from django.conf import settings
-from django.db import close_old_connections
+from django.db import close_old_connections, connection
 
 from devices.ingest import Changes, GatewayDirectory, ingest
 from devices.mqtt import make_client, set_nodelay
@@ -35,6 +39,7 @@ from portal.live import BackgroundPublisher
 log = logging.getLogger(__name__)
 
 STATS_KEY = "fleetgate:bridge:stats:{}"
+RESULTS_SUFFIX = "/res"  # the results channel's topics: their own writer
 
 
 class Bridge:
@@ -52,9 +57,12 @@ class Bridge:
         self.topic = shared_subscription(shared_group) if shared_group else SUBSCRIBE_ALL
         self.batch_window, self.max_batch = batch_window, max_batch
         self.inbox: queue.Queue = queue.Queue(maxsize=100_000)
+        self.results_inbox: queue.Queue = queue.Queue(maxsize=100_000)
         self.directory = GatewayDirectory()
         self.guard = ReplayGuard()
+        self.results_guard = ReplayGuard()  # a topic's messages always meet the same guard
         self.stats: Counter = Counter()
+        self._stats_lock = threading.Lock()
         self.stopping = threading.Event()
         self.connected = threading.Event()
         self.publisher = BackgroundPublisher() if publish_live else None
@@ -72,7 +80,7 @@ class Bridge:
             return
         set_nodelay(client)
         client.subscribe(self.topic, qos=1)
-        self.stats["connects"] += 1
+        self._count(Counter(connects=1))
         self.connected.set()
         log.info("Bridge connected, subscribed to %s", self.topic)
 
@@ -82,8 +90,9 @@ class Bridge:
             log.warning("Bridge lost the broker (%s); reconnecting", reason_code)
 
     def _on_message(self, client, userdata, message):
-        # Blocks when the writer falls far behind: TCP back-pressure, not memory growth.
-        self.inbox.put((message.topic, message.payload, message.mid, message.qos, message.dup))
+        # Blocks when a writer falls far behind: TCP back-pressure, not memory growth.
+        inbox = self.results_inbox if message.topic.endswith(RESULTS_SUFFIX) else self.inbox
+        inbox.put((message.topic, message.payload, message.mid, message.qos, message.dup))
 
     # -- the writer thread --------------------------------------------------------------
 
@@ -91,19 +100,23 @@ class Bridge:
         """Run until ``stop()`` (or for ``duration`` seconds)."""
         deadline = time.monotonic() + duration if duration else None
         self.directory.refresh()
+        results = threading.Thread(target=self._write_results, name="bridge-results", daemon=True)
+        results.start()
         self.client.loop_start()
         last_stats = time.monotonic()
         try:
             while not self.stopping.is_set():
                 if deadline and time.monotonic() > deadline:
                     break
-                batch = self._drain()
+                batch = self._drain(self.inbox)
                 if batch:
                     self.process(batch)
                 if time.monotonic() - last_stats > 1.0:
                     self._report_stats()
                     last_stats = time.monotonic()
         finally:
+            self.stopping.set()
+            results.join(30)
             self.client.disconnect()
             self.client.loop_stop()
             if self.publisher:
@@ -113,19 +126,29 @@ class Bridge:
     def stop(self) -> None:
         self.stopping.set()
 
-    def _drain(self) -> list:
+    def _write_results(self) -> None:
+        """The results writer: its own thread, so its own database connection."""
         try:
-            first = self.inbox.get(timeout=0.2)
+            while not self.stopping.is_set():
+                batch = self._drain(self.results_inbox)
+                if batch:
+                    self.process(batch, self.results_guard)
+        finally:
+            connection.close()
+
+    def _drain(self, inbox) -> list:
+        try:
+            first = inbox.get(timeout=0.2)
         except queue.Empty:
             return []
         batch, until = [first], time.monotonic() + self.batch_window
         # Messages that queued up while the last batch was written have waited already:
         # take them and go. Waiting the window on top only added latency under load.
-        backlog = not self.inbox.empty()
+        backlog = not inbox.empty()
         while len(batch) < self.max_batch:
             if backlog:
                 try:
-                    batch.append(self.inbox.get_nowait())
+                    batch.append(inbox.get_nowait())
                     continue
                 except queue.Empty:
                     break
@@ -133,23 +156,24 @@ class Bridge:
             if remaining <= 0:
                 break
             try:
-                batch.append(self.inbox.get(timeout=remaining))
+                batch.append(inbox.get(timeout=remaining))
             except queue.Empty:
                 break
         return batch
 
-    def process(self, batch: list) -> None:
+    def process(self, batch: list, guard: ReplayGuard | None = None) -> None:
         """Decode, write and acknowledge one batch; retried until the database takes it."""
-        decoded = []
+        guard = guard or self.guard
+        decoded, counts = [], Counter()
         for topic, payload, _mid, _qos, dup in batch:
-            self.stats["received"] += 1
+            counts["received"] += 1
             try:
-                msg = decode(topic, payload, self.directory.secret, self.guard)
+                msg = decode(topic, payload, self.directory.secret, guard)
             except ProtocolError as exc:
                 if dup and exc.reason is Reason.REPLAYED:
-                    self.stats["duplicates"] += 1  # QoS 1 redelivery of what we already have
+                    counts["duplicates"] += 1  # QoS 1 redelivery of what we already have
                 else:
-                    self.stats[f"rejected.{exc.reason.value}"] += 1
+                    counts[f"rejected.{exc.reason.value}"] += 1
                 log.debug("Rejected message on %s: %s", topic, exc)
                 continue
             decoded.append((self.directory.get(msg.gw), msg))
@@ -159,20 +183,24 @@ class Bridge:
                 outcome = ingest(decoded)
             except Exception:
                 if self.stopping.is_set():
+                    self._count(counts)
                     return  # not acknowledged: the broker redelivers to the next bridge
                 log.exception("Writing a batch of %d messages failed; retrying", len(decoded))
                 close_old_connections()
                 time.sleep(1.0)
         for reason, count in outcome.rejected.items():
-            self.stats[f"rejected.{reason.value}"] += count
-        self.stats["accepted"] += outcome.accepted
-        self.stats["events"] += outcome.events
-        self.stats["batches"] += 1
+            counts[f"rejected.{reason.value}"] += count
+        counts.update(accepted=outcome.accepted, events=outcome.events, batches=1)
+        self._count(counts)
         for _topic, _payload, mid, qos, _dup in batch:
             if qos:
                 self.client.ack(mid, qos)
         if self.publisher and outcome.changes:
             self.push(outcome.changes)
+
+    def _count(self, counts: Counter) -> None:
+        with self._stats_lock:  # two writers
+            self.stats.update(counts)
 
     def push(self, changes: Changes) -> None:
         """One message per organization and kind, however many rows changed."""
@@ -194,6 +222,8 @@ class Bridge:
             if self._redis is None:
                 self._redis = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=1)
             key = STATS_KEY.format(self.client_id)
-            self._redis.set(key, json.dumps({**self.stats, "at": time.time()}), ex=30)
+            with self._stats_lock:
+                stats = dict(self.stats)
+            self._redis.set(key, json.dumps({**stats, "at": time.time()}), ex=30)
         except redis.RedisError as exc:  # stats are best effort
             log.debug("Could not report bridge stats: %s", exc)
