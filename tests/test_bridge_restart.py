@@ -81,7 +81,7 @@ class AgentThread:
         await self.agent.start()
         self.started.set()
         await self._stop.wait()
-        await self.agent.stop()
+        await self.agent.stop(timeout=20)  # a loaded CI machine may need more than 5 s
 
     def start(self):
         self.thread.start()
@@ -94,7 +94,7 @@ class AgentThread:
     def stop(self):
         if self.thread.is_alive():
             self.loop.call_soon_threadsafe(self._stop.set)
-            self.thread.join(20)
+            self.thread.join(40)
 
 
 @pytest.fixture
@@ -215,7 +215,15 @@ def test_broker_restart_mid_stream_loses_nothing(
         agent.stop()  # drains its outbox: everything it emitted is delivered
         emitted = Counter(agent.emitted)
         if not crash:
-            wait_for(lambda: emitted.keys() <= stored_seqs().keys(), 30, "every event stored")
+            wait_for(
+                lambda: emitted.keys() <= stored_seqs().keys(),
+                30,
+                "every event stored",
+                lambda: (
+                    f"missing {sorted(emitted.keys() - stored_seqs().keys())[:20]} of "
+                    f"{len(emitted)}; agent {dict(agent.agent.stats)}, bridge {dict(bridge.stats)}"
+                ),
+            )
     finally:
         agent.stop()
         publisher.client.disconnect()
