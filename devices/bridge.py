@@ -206,7 +206,7 @@ class Bridge:
         """One message per organization and kind, however many rows changed."""
         now_ms = int(time.time() * 1000)
         for org, rows in changes.devices.items():
-            self.publisher.publish(org, "devices", rows=list(rows.values()))
+            self.publisher.publish(org, "devices", rows=list(rows.values()), at=now_ms)
         for org, rows in changes.gateways.items():
             self.publisher.publish(org, "gateways", rows=list(rows.values()))
         for org, count in changes.event_counts.items():

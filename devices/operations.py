@@ -18,6 +18,7 @@ bulk counters and the license seats exact without counting rows.
 
 import json
 import logging
+import time
 import uuid
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
@@ -663,8 +664,9 @@ def push(changes: Changes) -> None:
     """Send what a change outside the bridge did to the browsers (the bridge pushes its own)."""
     from portal import live
 
+    at = int(time.time() * 1000)
     for org, rows in changes.devices.items():
-        live.publish(org, "devices", rows=list(rows.values()))
+        live.publish(org, "devices", rows=list(rows.values()), at=at)
     for org, items in changes.extra.items():
         for kind, payload in items:
             live.publish(org, kind, **payload)

@@ -1,5 +1,6 @@
 """The Devices widget (also the /devices/ page) and the device page."""
 
+import time
 from urllib.parse import urlparse
 
 from django.conf import settings
@@ -38,6 +39,8 @@ class DeviceListView(OrganizationRequiredMixin, View):
     """
 
     def get(self, request):
+        # Before any row is read: a live update stamped later may be newer than the page.
+        rendered_at_ms = int(time.time() * 1000)
         facets = Facets(
             types=list(DeviceType.objects.only("pk", "name").order_by("name", "pk")),
             gateways=list(self.scoped(Gateway).only("pk", "name").order_by("name", "pk")),
@@ -61,6 +64,7 @@ class DeviceListView(OrganizationRequiredMixin, View):
         )
         page = paginator.get_page(devices_filter.page)
         context = {
+            "rendered_at_ms": rendered_at_ms,
             "device_actions": DEVICE_ACTIONS,
             "filter": devices_filter,
             "facets": facets,

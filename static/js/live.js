@@ -83,6 +83,7 @@
 
   const handlers = {
     operation(message) {
+      latestProgress.set(message.id, message);
       const li = document.getElementById("bulk-" + message.id);
       if (li) setCounts(li, message);
       if (li && !message.running && window.htmx) window.htmx.trigger(document.body, "operationsChanged");
@@ -92,13 +93,8 @@
     },
     devices(message) {
       for (const row of message.rows || []) {
-        const tr = document.getElementById("device-" + row.id);
-        if (!tr) continue;
-        const cell = tr.querySelector(".device-state");
-        if (!cell || cell.dataset.state === row.state) continue;
-        cell.dataset.state = row.state;
-        cell.replaceChildren(badge(row.colour, row.label));
-        flash(tr);
+        recentRows.set(row.id, { row: row, at: message.at || Date.now() });
+        patchDevice(row);
       }
     },
     gateways(message) {
@@ -121,6 +117,45 @@
       }
     },
   };
+
+  // Rows pushed lately, to patch again into a re-render that was read before they
+  // arrived (a widget reloading while results stream in would show stale states).
+  const recentRows = new Map();
+  const RECENT_MS = 60000;
+  // The same for bulk operations; their counters only grow, so the larger one is newer.
+  const latestProgress = new Map();
+
+  function patchDevice(row) {
+    const tr = document.getElementById("device-" + row.id);
+    if (!tr) return;
+    const cell = tr.querySelector(".device-state");
+    if (!cell || cell.dataset.state === row.state) return;
+    cell.dataset.state = row.state;
+    cell.replaceChildren(badge(row.colour, row.label));
+    flash(tr);
+  }
+
+  document.addEventListener("htmx:afterSettle", function (event) {
+    const root = event.target.closest ? event.target.closest("[data-rendered-at]") : null;
+    const rendered = Number((root || event.target.querySelector?.("[data-rendered-at]") || {}).dataset?.renderedAt || 0);
+    if (!rendered) return;
+    const now = Date.now();
+    for (const [id, entry] of recentRows) {
+      if (now - entry.at > RECENT_MS) recentRows.delete(id);
+      else if (entry.at > rendered) patchDevice(entry.row);
+    }
+  });
+
+  document.addEventListener("htmx:afterSettle", function () {
+    for (const [id, message] of latestProgress) {
+      const li = document.getElementById("bulk-" + id);
+      if (!li) continue;
+      const bar = li.querySelector(".bulk-bar");
+      const shown = bar ? Number(bar.value) : 0;
+      if (message.done + message.failed + message.cancelled > shown) setCounts(li, message);
+      if (!message.running) latestProgress.delete(id);
+    }
+  });
 
   function onMessage(event) {
     let message;
