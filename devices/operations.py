@@ -83,7 +83,8 @@ def config():
     return settings.OPERATIONS
 
 
-def _chunks(ids, size=CHUNK):
+def chunks(ids, size=CHUNK):
+    """``ids`` in lists of at most ``size``: one IN (...) clause each."""
     ids = list(ids)
     for i in range(0, len(ids), size):
         yield ids[i : i + size]
@@ -244,7 +245,7 @@ def start(
         for row in the_plan.eligible:
             by_state[row["state"]].append(row["id"])
         for state, ids in by_state.items():
-            for chunk in _chunks(ids):
+            for chunk in chunks(ids):
                 moved = lifecycle.apply_bulk(
                     Device.objects.filter(pk__in=chunk, state=state), action
                 )
@@ -376,7 +377,7 @@ def _finish(filters: Q, state: str, now: datetime, changes: Changes | None, **fi
         for r in rows:
             undo[(r["kind"], r["from_state"])].append(r["device_id"])
         for (kind, from_state), ids in undo.items():
-            for chunk in _chunks(ids):
+            for chunk in chunks(ids):
                 lifecycle.undo_bulk(Device.objects.filter(pk__in=chunk), kind, from_state)
     else:
         by_action = defaultdict(list)
@@ -385,7 +386,7 @@ def _finish(filters: Q, state: str, now: datetime, changes: Changes | None, **fi
             if action:
                 by_action[action].append(r["device_id"])
         for action, ids in by_action.items():
-            for chunk in _chunks(ids):
+            for chunk in chunks(ids):
                 lifecycle.apply_bulk(Device.objects.filter(pk__in=chunk), action)
     for hook in FINISH_HOOKS:
         hook(state, rows, fields.get("code", ""), fields.get("error", ""), now)
@@ -404,7 +405,7 @@ def _close_bulks(bulk_ids, now) -> None:
 
 def _report(device_ids, bulk_ids, changes: Changes) -> None:
     """Rows and progress for the browsers: two queries, whatever the batch size."""
-    for chunk in _chunks(device_ids):
+    for chunk in chunks(device_ids):
         for row in Device.objects.filter(pk__in=chunk).values(
             "id", "organization_id", "state", "serial_number"
         ):
@@ -444,7 +445,7 @@ def complete(batch: list[tuple[GatewayRef, list[dict]]], now: datetime) -> Chang
         return changes
     ok, retry, failed = [], defaultdict(list), defaultdict(list)
     max_attempts = config()["MAX_ATTEMPTS"]
-    for chunk in _chunks(wanted):
+    for chunk in chunks(wanted):
         for op in Operation.objects.filter(uid__in=chunk, state__in=OPEN_OPERATION_STATES).values(
             "id", "uid", "gateway_id", "generation", "attempts"
         ):
@@ -460,22 +461,22 @@ def complete(batch: list[tuple[GatewayRef, list[dict]]], now: datetime) -> Chang
                 retry[op["attempts"]].append(op["id"])
             else:
                 failed[(code, reason)].append(op["id"])
-    for chunk in _chunks(ok):
+    for chunk in chunks(ok):
         _finish(Q(pk__in=chunk), OperationState.DONE, now, changes, code=ResultCode.OK, error="")
     for (code, reason), ids in failed.items():
-        for chunk in _chunks(ids):
+        for chunk in chunks(ids):
             _finish(Q(pk__in=chunk), OperationState.FAILED, now, changes, code=code, error=reason)
     for attempts, ids in retry.items():
-        for chunk in _chunks(ids):
+        for chunk in chunks(ids):
             _requeue(
                 Q(pk__in=chunk), now, next_attempt_at=now + backoff(attempts), bump_generation=True
             )
     gateway_ids = {gateway.id for gateway, _ in batch}
-    _dispatch_more(gateway_ids, now)
+    dispatch_waiting(gateway_ids, now)
     return changes
 
 
-def _dispatch_more(gateway_ids, now) -> None:
+def dispatch_waiting(gateway_ids, now) -> None:
     """Answers free room under the per-gateway cap: send what is waiting, after commit."""
     waiting = list(
         Operation.objects.filter(
@@ -491,68 +492,6 @@ def _dispatch_more(gateway_ids, now) -> None:
         # the bridge think its batch failed and write it again and again (events twice)
         # while Redis is away; the reconciler enqueues what this could not.
         transaction.on_commit(lambda: jobs.enqueue_dispatch(waiting), robust=True)
-
-
-# -- unenrollment ---------------------------------------------------------------------
-
-UNENROLL_TARGET = "unenrollment of deleted devices"
-
-
-def delete_devices(organization, user, devices, target: str) -> int:
-    """Delete (unenroll) devices: they leave management at once, seats freed, and are
-    sent their unenrollment — which waits for an offline gateway, and is sent again
-    whenever their gateway says hello until the device acknowledges it."""
-    with transaction.atomic():
-        ids = list(
-            devices.filter(state__in=lifecycle.states_allowing(Action.DELETE)).values_list(
-                "pk", flat=True
-            )
-        )
-        for chunk in _chunks(ids):
-            lifecycle.apply_bulk(Device.objects.filter(pk__in=chunk), Action.DELETE)
-        audit.record(organization, user, "device.delete", ids, object_type="device", target=target)
-        _send_unenrollments(organization, user, Device.objects.filter(pk__in=ids), target)
-        transaction.on_commit(
-            lambda: _publish(organization.pk, "refresh", widgets=["devices", "licenses"])
-        )
-    return len(ids)
-
-
-def _send_unenrollments(organization, user, devices, target) -> BulkOperation | None:
-    waiting = devices.filter(
-        organization=organization, state=DeviceState.UNENROLL_PENDING, gateway__isnull=False
-    ).exclude(operations__state__in=OPEN_OPERATION_STATES)
-    try:
-        return start(organization, user, Action.UNENROLL, waiting, target)[0]
-    except NothingToDo:
-        return None
-
-
-def gateways_back(gateways, now) -> None:
-    """Gateways said hello: send the unenrollments their deleted devices still wait for,
-    and whatever else waited for them, without waiting for the reconciler's next pass.
-
-    Registered in ``devices.ingest.HELLO_HANDLERS``; two queries when nothing waits.
-    """
-    gateway_ids = [g.id for g in gateways]
-    waiting = (
-        Device.objects.filter(gateway_id__in=gateway_ids, state=DeviceState.UNENROLL_PENDING)
-        .exclude(operations__state__in=OPEN_OPERATION_STATES)
-        .values_list("organization_id", flat=True)
-        .distinct()
-    )
-    from portal.models import Organization
-
-    for organization in Organization.objects.filter(pk__in=list(waiting)):
-        devices = Device.objects.filter(gateway_id__in=gateway_ids)
-        _send_unenrollments(organization, None, devices, UNENROLL_TARGET)
-    _dispatch_more(gateway_ids, now or timezone.now())
-
-
-def _publish(organization_id, kind, **payload):
-    from portal import live
-
-    live.publish(organization_id, kind, **payload)
 
 
 # -- the worker's side ---------------------------------------------------------------
@@ -574,7 +513,7 @@ def claim_for_dispatch(gateway_id: int, now: datetime | None = None) -> list[dic
         return []
     token = uuid.uuid4()
     deadline = now + timedelta(seconds=cfg["ANSWER_TIMEOUT_S"])
-    for chunk in _chunks(ids):
+    for chunk in chunks(ids):
         Operation.objects.filter(pk__in=chunk, state=OperationState.QUEUED).update(
             state=OperationState.SENT,
             claim=token,

@@ -23,6 +23,7 @@ from devices import lifecycle, operations
 from devices.choices import DeviceState
 from devices.lifecycle import Action
 from devices.models import Device, DeviceType, OperationState
+from devices.operations import chunks
 from enrollment.models import OPEN_STATUSES, EnrollmentRecord, EnrollmentStatus
 from licensing import capacity
 from portal import audit
@@ -40,7 +41,7 @@ def refusals(organization, serials) -> dict[str, str]:
     """serial → why it cannot be enrolled now; two queries whatever the number of serials."""
     serials = list(dict.fromkeys(serials))
     reasons = {}
-    for chunk in _chunks(serials):
+    for chunk in chunks(serials):
         for serial, state in (
             Device.objects.for_organization(organization)
             .filter(serial_number__in=chunk)
@@ -133,7 +134,7 @@ def send(organization, user, records, target: str = ""):
             organization=organization, serial_number=OuterRef("serial_number")
         ).values("pk")[:1]
         for (status, reason), ids in outcomes.items():
-            for chunk in _chunks(ids):
+            for chunk in chunks(ids):
                 EnrollmentRecord.objects.filter(pk__in=chunk).update(
                     device=Subquery(device_of),
                     status=status,
@@ -259,7 +260,7 @@ def follow_operations(state, rows, code, error, now) -> None:
     else:
         status = EnrollmentStatus.FAILED
         reason = CANCELLED if state == OperationState.CANCELLED else (error or code)
-    for chunk in _chunks(device_ids):
+    for chunk in chunks(device_ids):
         EnrollmentRecord.objects.filter(
             device_id__in=chunk,
             app_only=False,
@@ -279,9 +280,3 @@ def _refresh(organization_ids) -> None:
 def retry(organization, user, records):
     """Failed records go again, with the same key (the reason they failed is cleared)."""
     return send(organization, user, [r for r in records if r.can_retry], "retry of enrollment")
-
-
-def _chunks(items, size=5000):
-    items = list(items)
-    for i in range(0, len(items), size):
-        yield items[i : i + size]
