@@ -6,7 +6,7 @@ class DevicesConfig(AppConfig):
     verbose_name = "Devices"
 
     def ready(self):
-        from devices import operations, unenrollment, widgets  # noqa: F401  (widgets register themselves)
+        from devices import operations, widgets  # noqa: F401  (widgets register themselves)
         from devices.ingest import HELLO_HANDLERS, RESULT_HANDLERS
         from devices.lifecycle import LICENSED_STATES
         from devices.models import Device
@@ -21,5 +21,5 @@ class DevicesConfig(AppConfig):
 
         if operations.complete not in RESULT_HANDLERS:
             RESULT_HANDLERS.append(operations.complete)
-        if unenrollment.gateways_back not in HELLO_HANDLERS:
-            HELLO_HANDLERS.append(unenrollment.gateways_back)
+        if operations.gateways_back not in HELLO_HANDLERS:
+            HELLO_HANDLERS.append(operations.gateways_back)

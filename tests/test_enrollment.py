@@ -7,7 +7,7 @@ import pytest
 from django.db import connection
 from django.urls import reverse
 
-from devices import operations, unenrollment
+from devices import operations
 from devices.choices import DeviceState as S
 from devices.ingest import GatewayRef
 from devices.lifecycle import Action
@@ -176,7 +176,7 @@ def test_app_only_enrollment_is_done_at_once_and_takes_a_seat(org, admin, device
 def test_deleting_sends_the_unenrollment_and_the_ack_unenrolls(org, admin, gateway):
     device = make_device(org, gateway=gateway, state=S.PROVISIONED)
     make_license(org, seats=1)
-    assert unenrollment.delete_devices(org, admin, Device.objects.filter(pk=device.pk), "one") == 1
+    assert operations.delete_devices(org, admin, Device.objects.filter(pk=device.pk), "one") == 1
     device.refresh_from_db()
     assert device.state == S.UNENROLL_PENDING and capacity.usage(org).used == 0
     [item] = operations.command_items(operations.claim_for_dispatch(gateway.id))
@@ -195,13 +195,13 @@ def test_deleting_sends_the_unenrollment_and_the_ack_unenrolls(org, admin, gatew
 
 def test_a_hello_resends_unenrollments_that_gave_up(org, admin, gateway):
     device = make_device(org, gateway=gateway, state=S.PROVISIONED)
-    unenrollment.delete_devices(org, admin, Device.objects.filter(pk=device.pk), "one")
+    operations.delete_devices(org, admin, Device.objects.filter(pk=device.pk), "one")
     op = Operation.objects.get()
     operations.cancel(op.bulk, admin)  # say: it expired while the gateway was away
     ref = GatewayRef(gateway.id, gateway.uid, org.id, gateway.secret)
-    unenrollment.gateways_back([ref], None)
+    operations.gateways_back([ref], None)
     assert Operation.objects.filter(kind=Action.UNENROLL, state=OperationState.QUEUED).count() == 1
-    unenrollment.gateways_back([ref], None)  # one open unenrollment is enough
+    operations.gateways_back([ref], None)  # one open unenrollment is enough
     assert Operation.objects.filter(kind=Action.UNENROLL).count() == 2
 
 

@@ -13,7 +13,7 @@ import uuid
 
 import pytest
 
-from devices import unenrollment
+from devices import operations
 from devices.choices import DeviceState as S
 from devices.models import Device, Gateway
 from enrollment import services
@@ -122,7 +122,7 @@ def test_enroll_delete_while_away_unenroll_on_hello_and_enroll_again(site):
     assert simulator.device(serial)["state"] == "provisioned"
     assert wait_for(lambda: not Gateway.objects.get(pk=gateway.pk).is_online, 30)
 
-    unenrollment.delete_devices(org, user, Device.objects.filter(pk=device.pk), "one device")
+    operations.delete_devices(org, user, Device.objects.filter(pk=device.pk), "one device")
     device.refresh_from_db()
     assert device.state == S.UNENROLL_PENDING and capacity.usage(org).used == 0
 

@@ -14,7 +14,7 @@ from django.shortcuts import get_object_or_404, redirect
 from django.urls import reverse
 from django.views import View
 
-from devices import operations, unenrollment
+from devices import operations
 from devices.forms import DeviceActionForm
 from devices.lifecycle import Action
 from devices.models import BulkOperation, Device, DeviceGroup, Operation, OperationState
@@ -243,7 +243,7 @@ class DeviceDeleteView(DialogView, View):
     def post(self, request, pk):
         device = self.get_device(pk)
         devices = Device.objects.filter(pk=device.pk)
-        if not unenrollment.delete_devices(
+        if not operations.delete_devices(
             self.organization, request.user, devices, f"device {device.serial_number}"
         ):
             return self.done(f"{device.serial_number} cannot be deleted now ({device.state}).")

@@ -1,7 +1,7 @@
 """Unenrollment: a deleted device leaves management at once and is told so when it can be.
 
 Deleting moves devices to ``unenroll_pending`` (seats freed) and starts an ``unenroll``
-operation for each through ``devices.operations``; a gateway's hello sends again what
+operation for each through ``starting.start``; a gateway's hello sends again what
 still waits (an operation that expired while the gateway was away).
 """
 
@@ -12,7 +12,9 @@ from devices import lifecycle
 from devices.choices import DeviceState
 from devices.lifecycle import Action
 from devices.models import OPEN_OPERATION_STATES, BulkOperation, Device
-from devices.operations import NothingToDo, chunks, dispatch_waiting, start
+from devices.operations.base import chunks
+from devices.operations.dispatch import dispatch_waiting
+from devices.operations.starting import NothingToDo, start
 from portal import audit, live
 from portal.models import Organization
 
