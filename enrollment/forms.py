@@ -64,3 +64,33 @@ class EnrollForm(forms.Form):
 
     def row(self) -> dict:
         return {k: self.cleaned_data[k] for k in self.fields}
+
+
+def resolve_device_type(value):
+    """A device type by name, else by id; None when there is none."""
+    value = str(value or "").strip()
+    if not value:
+        return None
+    found = DeviceType.objects.filter(name=value).first()
+    if found is None and value.isdigit():
+        found = DeviceType.objects.filter(pk=int(value)).first()
+    return found
+
+
+def resolve_gateway(gateways, value):
+    """One of ``gateways`` (already scoped) by UID, else by id; None when there is none."""
+    value = str(value or "").strip()
+    if not value:
+        return None
+    found = gateways.filter(uid=value).defer("secret").first()
+    if found is None and value.isdigit():
+        found = gateways.filter(pk=int(value)).defer("secret").first()
+    return found
+
+
+def enrollment_form(organization, data, *, app_only=False) -> EnrollForm:
+    """The widget's form, for one device; app-only enrollment has no gateway."""
+    form = EnrollForm(data, organization=organization)
+    if app_only:
+        del form.fields["gateway"]
+    return form

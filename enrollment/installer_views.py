@@ -25,8 +25,9 @@ from django.views import View
 
 from devices.models import Device, DeviceType, Gateway
 from enrollment import labels, photos, qr, services
-from enrollment.api import enrollment_form, nearby_devices
+from enrollment.forms import enrollment_form
 from enrollment.models import EnrollmentBatch, EnrollmentRecord
+from enrollment.services import nearby_devices
 from licensing.capacity import CapacityExceeded
 from portal import audit, crypto
 from portal.tenancy import OrganizationRequiredMixin

@@ -11,12 +11,13 @@
   transaction — the portal form, the installer pages and the API all come through it.
 - ``record_app_enrollment``: the installer app enrolled the device itself over BLE.
 - ``follow_operations``: records follow their operations' outcomes (a finish hook).
+- ``nearby_devices``: what the gateways discovered and nobody enrolled yet (installer, API).
 """
 
 from collections import defaultdict
 
 from django.db import transaction
-from django.db.models import OuterRef, Subquery
+from django.db.models import F, OuterRef, Subquery
 from django.utils import timezone
 
 from devices import lifecycle, operations
@@ -280,3 +281,15 @@ def _refresh(organization_ids) -> None:
 def retry(organization, user, records):
     """Failed records go again, with the same key (the reason they failed is cleared)."""
     return send(organization, user, [r for r in records if r.can_retry], "retry of enrollment")
+
+
+def nearby_devices(organization, gateway=None):
+    """Devices the organization's gateways report nearby and not enrolled, recent first."""
+    devices = (
+        Device.objects.for_organization(organization)
+        .filter(state=DeviceState.DISCOVERED, gateway__isnull=False)
+        .select_related("device_type", "gateway")
+        .defer("gateway__secret", "gateway__agent_info", "device_type__image_extensions")
+        .order_by(F("last_seen").desc(nulls_last=True), "-id")
+    )
+    return devices.filter(gateway=gateway) if gateway is not None else devices

@@ -13,7 +13,8 @@ organization's object 404.
 """
 
 from drf_spectacular.openapi import AutoSchema as SpectacularAutoSchema
-from drf_spectacular.utils import OpenApiParameter
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse
 from rest_framework import serializers
 from rest_framework.authentication import SessionAuthentication
 from rest_framework.exceptions import PermissionDenied
@@ -145,6 +146,19 @@ class ErrorSerializer(serializers.Serializer):
     """What a refusal looks like (401, 403, 404): a sentence."""
 
     detail = serializers.CharField()
+
+
+# The answers every app's endpoints share, for their ``extend_schema(responses=...)``.
+REFUSED = {
+    401: OpenApiResponse(ErrorSerializer, description="Not logged in, or a bad token."),
+    403: OpenApiResponse(
+        ErrorSerializer, description="No organization, or a role that forbids it."
+    ),
+}
+NOT_FOUND = {404: OpenApiResponse(ErrorSerializer, description="Not in this organization.")}
+FIELD_ERRORS = {
+    400: OpenApiResponse(OpenApiTypes.OBJECT, description="Field errors: {field: [message, ...]}.")
+}
 
 
 class AutoSchema(SpectacularAutoSchema):

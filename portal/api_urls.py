@@ -11,9 +11,9 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, Spec
 app_name = "api"
 
 urlpatterns = [
-    path("", include("devices.api")),
-    path("", include("licensing.api")),
-    path("", include("enrollment.api")),
+    path("", include("devices.api.urls")),
+    path("", include("licensing.api.urls")),
+    path("", include("enrollment.api.urls")),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="api:schema"), name="docs"),
     path(

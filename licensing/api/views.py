@@ -7,72 +7,19 @@ same sentence.
 
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_field
-from rest_framework import mixins, serializers, status, viewsets
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.response import Response
-from rest_framework.routers import SimpleRouter
 
 from licensing import capacity
+from licensing.api.serializers import LicenseSerializer, LicenseUploadSerializer, UsageSerializer
 from licensing.forms import LicenseUploadForm
 from licensing.models import License
-from portal.api import ErrorSerializer, OrganizationScopedMixin, form_errors
-
-REFUSED = {
-    401: OpenApiResponse(ErrorSerializer, description="Not logged in, or a bad token."),
-    403: OpenApiResponse(
-        ErrorSerializer, description="No organization, or a role that forbids it."
-    ),
-}
+from portal.api import REFUSED, OrganizationScopedMixin, form_errors
 
 
-class LicenseSerializer(serializers.ModelSerializer):
-    status = serializers.SerializerMethodField()
-    uploaded_by = serializers.SerializerMethodField()
-
-    class Meta:
-        model = License
-        fields = [
-            "id",
-            "license_id",
-            "capacity",
-            "valid_from",
-            "valid_until",
-            "issued_at",
-            "status",
-            "uploaded_by",
-            "uploaded_at",
-        ]
-        read_only_fields = fields
-
-    @extend_schema_field(serializers.ChoiceField(choices=["valid", "expired", "not yet valid"]))
-    def get_status(self, license):
-        return license.status_on(self.context.get("today"))
-
-    @extend_schema_field(serializers.CharField(allow_null=True))
-    def get_uploaded_by(self, license):
-        return license.uploaded_by.get_username() if license.uploaded_by else None
-
-
-class UsageSerializer(serializers.Serializer):
-    used = serializers.IntegerField(allow_null=True, help_text="Devices holding a seat now.")
-    total = serializers.IntegerField(help_text="Seats of the licenses valid today.")
-    free = serializers.IntegerField(allow_null=True)
-    over_capacity = serializers.BooleanField(help_text="An expired license left too few seats.")
-
-
-class LicenseUploadSerializer(serializers.Serializer):
-    file = serializers.FileField(required=False, help_text="The vendor's license file.")
-    text = serializers.CharField(
-        required=False,
-        allow_blank=True,
-        trim_whitespace=False,
-        help_text="Or the license file's contents.",
-    )
-
-
-@extend_schema(tags=["licenses"])
 class LicenseViewSet(
     OrganizationScopedMixin, mixins.ListModelMixin, mixins.CreateModelMixin, viewsets.GenericViewSet
 ):
@@ -125,9 +72,3 @@ class LicenseViewSet(
             "over_capacity": usage.over_capacity,
         }
         return Response(UsageSerializer(data).data)
-
-
-router = SimpleRouter()
-router.register("licenses", LicenseViewSet, basename="license")
-
-urlpatterns = router.urls

@@ -11,220 +11,37 @@ list or error message carries it, and ``decode-qr/`` answers ``has_key: true``.
 """
 
 from django.db import IntegrityError, transaction
-from django.db.models import F
 from django.http import FileResponse
 from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_field
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
-from rest_framework.routers import SimpleRouter
 
-from devices.api import (
-    FIELD_ERRORS,
-    NOT_FOUND,
-    REFUSED,
-    ConflictSerializer,
-    RefSerializer,
-    conflict,
-)
-from devices.choices import DeviceState
-from devices.models import Device, DeviceType, Gateway
+from devices.api.views import conflict
+from devices.models import DeviceType, Gateway
 from enrollment import photos, qr, services
-from enrollment.forms import EnrollForm
-from enrollment.models import EnrollmentRecord, EnrollmentStatus
+from enrollment.api.schema import CONFLICT, NO_FILE, NO_PHOTO, NO_SUCH_GATEWAY, NOT_RETRYABLE
+from enrollment.api.serializers import (
+    AppEnrollmentSerializer,
+    DecodedSerializer,
+    EnrollmentCreateSerializer,
+    EnrollmentFilterSerializer,
+    EnrollmentSerializer,
+    NearbyDeviceSerializer,
+    NearbyFilterSerializer,
+    PhotoSerializer,
+    QRImageSerializer,
+    RetryConflictSerializer,
+)
+from enrollment.forms import resolve_gateway
+from enrollment.models import EnrollmentRecord
+from enrollment.services import nearby_devices
 from licensing.capacity import CapacityExceeded
 from portal import audit
-from portal.api import OrganizationScopedMixin, form_errors
-
-NO_SUCH_TYPE = "No such device type."
-NO_SUCH_GATEWAY = "No such gateway in this organization."
-NOT_RETRYABLE = "Only a failed enrollment through a gateway can be retried."
-NO_PHOTO = "This enrollment has no photo."
-NO_FILE = "Choose a file."
-
-
-# -- the one way to enroll a device (the API and the installer pages) ------------------
-
-
-def resolve_device_type(value):
-    """A device type by name, else by id; None when there is none."""
-    value = str(value or "").strip()
-    if not value:
-        return None
-    found = DeviceType.objects.filter(name=value).first()
-    if found is None and value.isdigit():
-        found = DeviceType.objects.filter(pk=int(value)).first()
-    return found
-
-
-def resolve_gateway(gateways, value):
-    """One of ``gateways`` (already scoped) by UID, else by id; None when there is none."""
-    value = str(value or "").strip()
-    if not value:
-        return None
-    found = gateways.filter(uid=value).defer("secret").first()
-    if found is None and value.isdigit():
-        found = gateways.filter(pk=int(value)).defer("secret").first()
-    return found
-
-
-def enrollment_form(organization, data, *, app_only=False) -> EnrollForm:
-    """The widget's form, for one device; app-only enrollment has no gateway."""
-    form = EnrollForm(data, organization=organization)
-    if app_only:
-        del form.fields["gateway"]
-    return form
-
-
-# -- serializers ---------------------------------------------------------------------
-
-
-class GatewayUidRefSerializer(RefSerializer):
-    uid = serializers.CharField()
-
-
-class EnrollmentSerializer(serializers.ModelSerializer):
-    """A record; never its access key."""
-
-    status_label = serializers.CharField(source="get_status_display", read_only=True)
-    device_type = RefSerializer(read_only=True)
-    gateway = GatewayUidRefSerializer(read_only=True, allow_null=True)
-    has_photo = serializers.SerializerMethodField()
-    photo_url = serializers.SerializerMethodField(help_text="GET it with the same credentials.")
-
-    class Meta:
-        model = EnrollmentRecord
-        fields = [
-            "id",
-            "serial_number",
-            "name",
-            "location_note",
-            "device_type",
-            "gateway",
-            "app_only",
-            "status",
-            "status_label",
-            "reason",
-            "device",
-            "batch",
-            "has_photo",
-            "photo_url",
-            "created_at",
-            "updated_at",
-            "finished_at",
-        ]
-        read_only_fields = fields
-
-    def get_has_photo(self, record) -> bool:
-        return bool(record.photo)
-
-    @extend_schema_field(OpenApiTypes.STR)
-    def get_photo_url(self, record):
-        return reverse("api:enrollment-photo", args=[record.pk]) if record.photo else None
-
-
-class EnrollmentFilterSerializer(serializers.Serializer):
-    status = serializers.ChoiceField(choices=EnrollmentStatus.choices, required=False)
-    batch = serializers.IntegerField(min_value=1, required=False, help_text="A batch id.")
-    q = serializers.CharField(
-        required=False, allow_blank=True, max_length=64, help_text="Part of a serial number."
-    )
-
-
-class AppEnrollmentSerializer(serializers.Serializer):
-    """Validated by the Enrollment widget's ``EnrollForm``: one rule everywhere."""
-
-    app_only = True
-
-    serial_number = serializers.CharField(trim_whitespace=False)
-    access_key = serializers.CharField(
-        write_only=True, trim_whitespace=False, style={"input_type": "password"}
-    )
-    device_type = serializers.CharField(help_text="A device type's name, or its id.")
-    name = serializers.CharField(required=False, allow_blank=True, default="")
-    location_note = serializers.CharField(required=False, allow_blank=True, default="")
-
-    def validate(self, attrs):
-        organization = self.context["organization"]
-        data, errors = dict(attrs), {}
-        device_type = resolve_device_type(attrs["device_type"])
-        if device_type is None:
-            errors["device_type"] = [NO_SUCH_TYPE]
-        else:
-            data["device_type"] = device_type.pk
-        if not self.app_only:
-            gateway = resolve_gateway(
-                Gateway.objects.for_organization(organization), attrs["gateway"]
-            )
-            if gateway is None:
-                errors["gateway"] = [NO_SUCH_GATEWAY]
-            else:
-                data["gateway"] = gateway.pk
-        form = enrollment_form(organization, data, app_only=self.app_only)
-        if not form.is_valid():
-            errors = form_errors(form) | errors
-        if errors:
-            raise serializers.ValidationError(errors)
-        return form.row()
-
-
-class EnrollmentCreateSerializer(AppEnrollmentSerializer):
-    app_only = False
-
-    gateway = serializers.CharField(help_text="The gateway's UID, or its id.")
-
-
-class PhotoSerializer(serializers.Serializer):
-    photo = serializers.FileField(
-        help_text=f"A JPEG, PNG, WebP… of at most {photos.MAX_UPLOAD_BYTES // 2**20} MB; "
-        f"stored re-encoded, at most {photos.MAX_SIDE} px, without metadata (no GPS)."
-    )
-
-
-class QRImageSerializer(serializers.Serializer):
-    image = serializers.FileField(help_text="A photo of the device's QR label.")
-
-
-class DecodedSerializer(serializers.Serializer):
-    """What a label says, without its key."""
-
-    serial_number = serializers.CharField()
-    device_type = serializers.CharField(help_text="The type's name, as on the label.")
-    device_type_id = serializers.IntegerField(
-        allow_null=True, help_text="The device type of that name; null when there is none."
-    )
-    has_key = serializers.BooleanField(help_text="Always true: a valid label carries a key.")
-    refusal = serializers.CharField(
-        allow_null=True, help_text="Why this serial cannot be enrolled now, or null."
-    )
-
-
-class NearbyDeviceSerializer(serializers.ModelSerializer):
-    device_type = RefSerializer(read_only=True)
-    gateway = GatewayUidRefSerializer(read_only=True)
-
-    class Meta:
-        model = Device
-        fields = [
-            "id",
-            "serial_number",
-            "hardware_id",
-            "name",
-            "device_type",
-            "gateway",
-            "reported_state",
-            "last_seen",
-        ]
-        read_only_fields = fields
-
-
-class NearbyFilterSerializer(serializers.Serializer):
-    gateway = serializers.CharField(
-        required=False, allow_blank=True, help_text="Only this gateway's (UID or id)."
-    )
+from portal.api import FIELD_ERRORS, NOT_FOUND, REFUSED, OrganizationScopedMixin
 
 
 def file_error(field, message):
@@ -243,29 +60,6 @@ def decoded(organization, payload: qr.Payload) -> dict:
     }
 
 
-def nearby_devices(organization, gateway=None):
-    """Devices the organization's gateways report nearby and not enrolled, recent first."""
-    devices = (
-        Device.objects.for_organization(organization)
-        .filter(state=DeviceState.DISCOVERED, gateway__isnull=False)
-        .select_related("device_type", "gateway")
-        .defer("gateway__secret", "gateway__agent_info", "device_type__image_extensions")
-        .order_by(F("last_seen").desc(nulls_last=True), "-id")
-    )
-    return devices.filter(gateway=gateway) if gateway is not None else devices
-
-
-CONFLICT = {409: OpenApiResponse(ConflictSerializer, description="Over capacity: nothing stored.")}
-
-
-class RetryConflictSerializer(ConflictSerializer):
-    code = serializers.ChoiceField(choices=["capacity_exceeded", "not_retryable"])
-
-
-# -- viewsets ------------------------------------------------------------------------
-
-
-@extend_schema(tags=["enrollment"])
 class EnrollmentViewSet(
     OrganizationScopedMixin,
     mixins.ListModelMixin,
@@ -488,10 +282,3 @@ class NearbyViewSet(OrganizationScopedMixin, mixins.ListModelMixin, viewsets.Gen
                 raise serializers.ValidationError({"gateway": [NO_SUCH_GATEWAY]})
         page = self.paginate_queryset(nearby_devices(self.organization, gateway))
         return self.get_paginated_response(self.get_serializer(page, many=True).data)
-
-
-router = SimpleRouter()
-router.register("enrollments", EnrollmentViewSet, basename="enrollment")
-router.register("nearby", NearbyViewSet, basename="nearby")
-
-urlpatterns = router.urls
