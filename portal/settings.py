@@ -52,6 +52,7 @@ INSTALLED_APPS = [
     "devices",
     "licensing",
     "enrollment",
+    "bench",
 ]
 
 MIDDLEWARE = [

@@ -27,44 +27,14 @@ from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.urls import NoReverseMatch, reverse
 
+from bench.harness import percentile
 from devices import demo
 from devices.choices import DeviceState
 from devices.models import Device, DeviceType
 from portal.choices import Role
+from portal.progress import ProgressBar
 
 WARM_UP = 3
-
-
-class ProgressBar:
-    """``[#######-------]  42,000/100,000 devices  3.1 s``, redrawn in place on a terminal.
-
-    ``stream`` is a command's ``self.stderr``; in a log it writes one line per 10 %.
-    """
-
-    def __init__(self, stream, label: str, width: int = 30):
-        self.stream, self.label, self.width = stream, label, width
-        self.started, self.tty, self.last_tenth = time.perf_counter(), stream.isatty(), -1
-
-    def __call__(self, done: int, total: int):
-        fraction = done / total if total else 1.0
-        tenth = int(fraction * 10)
-        if not self.tty and tenth == self.last_tenth:
-            return
-        self.last_tenth = tenth
-        filled = int(fraction * self.width)
-        bar = "#" * filled + "-" * (self.width - filled)
-        elapsed = time.perf_counter() - self.started
-        line = f"[{bar}] {done:>9,}/{total:,} {self.label}  {elapsed:.1f} s"
-        finished = done >= total
-        self.stream.write(
-            f"\r{line}" if self.tty else line, ending="\n" if finished or not self.tty else ""
-        )
-        self.stream.flush()
-
-
-def percentile(samples, pct: float) -> float:
-    ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, math.ceil(pct / 100 * len(ordered)) - 1)]
 
 
 class Command(BaseCommand):

@@ -41,10 +41,9 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 from django.db import connection
 
-from devices.benchmarks import CpuMeter, Harness
-from devices.management.commands.bench_widgets import percentile
+from bench.harness import CpuMeter, Harness, percentile
+from bench.mqtt_floors import mqtt_floor
 from devices.models import DeviceEvent
-from devices.mqtt_floors import mqtt_floor
 
 ORG_SLUG = "bench-events"
 

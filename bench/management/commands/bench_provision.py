@@ -38,10 +38,10 @@ from django.db.models import Count
 from django.utils import timezone
 from rest_framework.authtoken.models import Token
 
-from devices.benchmarks import CpuMeter, Harness, peak_rss_mb
+from bench.harness import CpuMeter, Harness, peak_rss_mb
+from bench.mqtt_floors import mqtt_roundtrip_floor
 from devices.choices import DeviceState
 from devices.models import BulkOperation, Device, DeviceEvent, DeviceGroup, Operation
-from devices.mqtt_floors import mqtt_roundtrip_floor
 from gateway.protocol import EventKind
 from licensing import capacity
 from portal.choices import Role

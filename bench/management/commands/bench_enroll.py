@@ -26,7 +26,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import connection
 from django.db.models import Count, Max
 
-from devices.benchmarks import CpuMeter, Harness
+from bench.harness import CpuMeter, Harness
 from devices.choices import DeviceState, Protocol
 from devices.models import Device, DeviceType
 from enrollment import batch

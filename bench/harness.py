@@ -8,6 +8,7 @@ line; progress goes to stderr.
 
 import contextlib
 import json
+import math
 import os
 import secrets
 import shutil
@@ -28,10 +29,10 @@ from django.db import connection
 from django.test import Client
 from django.utils import timezone
 
+from bench.mqtt_floors import clean_client
 from devices.bridge import STATS_KEY
 from devices.models import Gateway
 from devices.mqtt import broker_address
-from devices.mqtt_floors import clean_client
 from portal.models import Membership, Organization
 from portal.tenancy import SESSION_KEY
 
@@ -55,6 +56,11 @@ def wait_until(predicate, timeout: float, what: str, *, interval: float = 0.05, 
                 raise CommandError(f"{name} exited with {process.returncode} while {what}.")
         time.sleep(interval)
     raise CommandError(f"Timed out after {timeout:.0f} s {what}.")
+
+
+def percentile(samples, pct: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, math.ceil(pct / 100 * len(ordered)) - 1)]
 
 
 def database_url() -> str:
