@@ -33,6 +33,7 @@ SORT_LABELS = {
     "updated": "Updated",
 }
 DEFAULT_SORT = "serial"
+GATEWAY_STATUSES = {"online": True, "offline": False}
 
 
 @dataclass(frozen=True)
@@ -231,3 +232,32 @@ class KeysFirstPaginator(Paginator):
         loaded = {obj.pk: obj for obj in self.rows.filter(pk__in=pks).order_by()} if pks else {}
         # A row deleted between the two queries is simply left out.
         return self._get_page([loaded[pk] for pk in pks if pk in loaded], number, self)
+
+
+class GatewayFilter:
+    """Search by name or UID and online/offline; anything else means no filter."""
+
+    def __init__(self, params, base_url):
+        self.base_url = base_url
+        self.q = " ".join(params.get("q", "").split())[:MAX_SEARCH_LENGTH]
+        status = params.get("status", "")
+        self.status = status if status in GATEWAY_STATUSES else ""
+        self.page = params.get("page") or 1
+
+    def apply(self, queryset):
+        if self.q:
+            queryset = queryset.filter(Q(name__icontains=self.q) | Q(uid__icontains=self.q))
+        if self.status:
+            queryset = queryset.filter(is_online=GATEWAY_STATUSES[self.status])
+        return queryset.order_by("name", "pk")
+
+    @property
+    def is_filtered(self):
+        return bool(self.q or self.status)
+
+    def url(self, **changes):
+        values = {"q": self.q, "status": self.status, **changes}
+        if values.get("page") in (1, "1"):
+            values["page"] = ""
+        query = urlencode({k: v for k, v in values.items() if v not in ("", None)})
+        return f"{self.base_url}?{query}" if query else self.base_url

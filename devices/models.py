@@ -1,5 +1,6 @@
 """The inventory (gateways, device types, devices, groups) and the operations on it."""
 
+import secrets
 import uuid
 
 from django.conf import settings
@@ -7,6 +8,7 @@ from django.core.exceptions import ValidationError
 from django.core.validators import RegexValidator
 from django.db import models
 from django.db.models.functions import Lower
+from django.utils import timezone
 
 from devices.choices import STATE_COLOURS, DeviceState, Protocol
 from devices.lifecycle import allowed_actions
@@ -80,6 +82,31 @@ class Gateway(models.Model):
 
     def __str__(self):
         return self.name or self.uid
+
+    @staticmethod
+    def unused_uid() -> str:
+        """A short ``gw-…`` UID that no gateway has yet (for a form left blank)."""
+        for _ in range(10):
+            uid = f"gw-{secrets.token_hex(4)}"
+            if not Gateway.objects.filter(uid=uid).exists():
+                return uid
+        return f"gw-{secrets.token_hex(12)}"  # 10 collisions in 4 billion: just go longer
+
+    def new_secret(self) -> str:
+        """Give the gateway a fresh secret (not saved yet) and return it.
+
+        The secret signs the gateway's whole link, so the caller shows it exactly once:
+        in the answer to the request that made it, never cached, never logged.
+        """
+        self.secret = secrets.token_urlsafe(32)
+        self.secret_rotated_at = timezone.now()
+        return self.secret
+
+    def rotate_secret(self) -> str:
+        """A new secret, saved: the old one stops signing from now on."""
+        secret = self.new_secret()
+        self.save(update_fields=["secret", "secret_rotated_at"])
+        return secret
 
 
 class DeviceGroup(models.Model):

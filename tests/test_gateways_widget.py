@@ -12,9 +12,9 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
+from devices.agent_config import toml_string
 from devices.ingest import GatewayDirectory
 from devices.models import Gateway
-from devices.views.gateways import toml_string
 from gateway.config import load_config
 from gateway.protocol import (
     Message,
