@@ -5,13 +5,14 @@ may upload, and the server refuses others with 403 whatever the page showed.
 """
 
 from django.contrib import messages
-from django.shortcuts import redirect, render
+from django.shortcuts import redirect
 from django.utils import timezone
 from django.views import View
 
 from licensing import capacity
 from licensing.forms import LicenseUploadForm
 from portal import tenancy
+from portal.htmx import render_varying, wants_partial
 
 
 class LicensesMixin(tenancy.OrganizationRequiredMixin):
@@ -27,14 +28,12 @@ class LicensesMixin(tenancy.OrganizationRequiredMixin):
             "form": form,
             "notice": notice,
         }
-        return render(self.request, self.template(), context)
-
-    def template(self):
-        """An htmx swap gets the widget body; a plain visit or a history restore, the page."""
-        htmx = self.request.htmx
-        if htmx and not htmx.history_restore_request:
-            return "licensing/_licenses_widget.html"
-        return "licensing/license_list.html"
+        template = (
+            "licensing/_licenses_widget.html"
+            if wants_partial(self.request)
+            else "licensing/license_list.html"
+        )
+        return render_varying(self.request, template, context)
 
 
 class LicensesWidgetView(LicensesMixin, View):

@@ -348,7 +348,7 @@ def test_preview_then_commit_then_errors_csv(org, sensor, gateway, admin_client)
 
 
 def batch_views_key():
-    from enrollment.batch_views import SESSION_KEY
+    from enrollment.views.batch import SESSION_KEY
 
     return SESSION_KEY
 

@@ -13,7 +13,7 @@ from devices.choices import DeviceState
 from devices.filters import DeviceFilter, Facets, KeysFirstPaginator
 from devices.models import Device, DeviceGroup, DeviceType, Gateway
 from devices.operations import BULK_ACTIONS
-from devices.views.base import render_varying, wants_partial
+from portal.htmx import render_varying, wants_partial
 from portal.tenancy import OrganizationRequiredMixin
 
 # Columns a page never shows; the gateway's secret would be decrypted once per row.

@@ -19,8 +19,8 @@ from django.views import View
 
 from devices.filters import _pick
 from devices.models import Device, DeviceEvent, Gateway
-from devices.views.base import render_varying, wants_partial
 from gateway.protocol import EventKind
+from portal.htmx import render_varying, wants_partial
 from portal.tenancy import OrganizationRequiredMixin
 
 PAGE_SIZES = (25, 50, 100, 200)

@@ -20,9 +20,9 @@ from devices import agent_config
 from devices.filters import GatewayFilter
 from devices.forms import GatewayForm
 from devices.models import Device, Gateway
-from devices.views.base import DialogView, render_varying, safe_next, wants_partial
 from portal import audit
 from portal.choices import AuditOutcome
+from portal.htmx import DialogView, render_varying, safe_next, wants_partial
 from portal.tenancy import OrganizationRequiredMixin
 
 GATEWAYS_PER_PAGE = 25

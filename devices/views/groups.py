@@ -16,8 +16,8 @@ from devices.forms import (
     Selection,
 )
 from devices.models import Device, DeviceGroup
-from devices.views.base import DialogView, render_varying, wants_partial
 from portal import audit
+from portal.htmx import DialogView, render_varying, wants_partial
 from portal.tenancy import OrganizationRequiredMixin
 
 GROUPS_PER_PAGE = 25
@@ -61,6 +61,7 @@ class SelectionDialogMixin:
 
 
 class GroupCreateView(SelectionDialogMixin, DialogView, View):
+    required_rule = "manage_groups"
     title = "New group"
     body_template = "devices/dialogs/group_create.html"
     submit_label = "Create group"
@@ -103,6 +104,7 @@ class GroupObjectMixin:
 
 
 class GroupRenameView(GroupObjectMixin, DialogView, View):
+    required_rule = "manage_groups"
     title = "Rename group"
     body_template = "devices/dialogs/group_rename.html"
     submit_label = "Save"
@@ -131,6 +133,7 @@ class GroupRenameView(GroupObjectMixin, DialogView, View):
 
 
 class GroupDeleteView(GroupObjectMixin, DialogView, View):
+    required_rule = "manage_groups"
     title = "Delete group"
     body_template = "devices/dialogs/group_delete.html"
     submit_label = "Delete group"
@@ -163,6 +166,7 @@ class GroupDeleteView(GroupObjectMixin, DialogView, View):
 class GroupMembershipView(SelectionDialogMixin, DialogView, View):
     """Add devices to a group, or remove them from it: the selection, then a group."""
 
+    required_rule = "manage_groups"
     mode = "add"
 
     def get_form(self, data=None, initial=None):

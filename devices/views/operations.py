@@ -18,8 +18,8 @@ from devices import operations
 from devices.forms import DeviceActionForm
 from devices.lifecycle import Action
 from devices.models import BulkOperation, Device, DeviceGroup, Operation, OperationState
-from devices.views.base import GROUPS_CHANGED, DialogView, render_varying, safe_next, wants_partial
 from licensing.capacity import CapacityExceeded
+from portal.htmx import GROUPS_CHANGED, DialogView, render_varying, safe_next, wants_partial
 from portal.tenancy import OrganizationRequiredMixin
 
 OPERATIONS_CHANGED = "operationsChanged"

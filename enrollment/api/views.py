@@ -1,7 +1,7 @@
 """The enrollment part of the REST API: records, one-device enrollment, app-only
 enrollment, installation photos, QR decoding and the devices gateways see nearby.
 
-The installer's phone pages (``enrollment.installer_views``) and this API run the same
+The installer's phone pages (``enrollment.views.installer``) and this API run the same
 code: ``EnrollForm`` validates, ``services.enroll_one`` enrolls, ``photos`` and ``qr`` check the
 images. Listing needs the ``view`` rule; everything else needs ``enroll``
 (Administrator, or both Device Manager and IoT Manager).

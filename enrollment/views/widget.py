@@ -11,11 +11,11 @@ from django.shortcuts import get_object_or_404
 from django.urls import reverse
 from django.views import View
 
-from devices.views.base import DialogView, render_varying, wants_partial
 from enrollment import services
 from enrollment.forms import EnrollForm
 from enrollment.models import EnrollmentRecord, EnrollmentStatus
 from licensing.capacity import CapacityExceeded
+from portal.htmx import DialogView, render_varying, wants_partial
 from portal.tenancy import OrganizationRequiredMixin
 
 PER_PAGE = 25

@@ -13,7 +13,6 @@ import secrets
 import time
 import zlib
 
-from django import forms
 from django.contrib import messages
 from django.core.exceptions import RequestDataTooBig
 from django.db import DatabaseError
@@ -24,9 +23,10 @@ from django.utils.cache import add_never_cache_headers
 from django.views import View
 
 from devices.models import DeviceType, Gateway
-from devices.views.base import render_varying, wants_partial
 from enrollment import batch
+from enrollment.forms import BatchForm
 from portal import crypto
+from portal.htmx import render_varying, wants_partial
 from portal.tenancy import OrganizationRequiredMixin
 
 SESSION_KEY = "enrollment_batch"
@@ -34,73 +34,6 @@ PREVIEW_TTL = 3600  # seconds a preview can be committed
 INVALID_SHOWN = 50
 VALID_SHOWN = 10
 EXPIRED = "This preview has expired or was replaced by another one: import the list again."
-
-
-class BatchForm(forms.Form):
-    file = forms.FileField(
-        required=False,
-        label="File",
-        help_text="CSV, TSV or serial;key lines, UTF-8; up to 10,000 rows and 10 MB.",
-        widget=forms.FileInput(attrs={"accept": ".csv,.tsv,.txt,text/csv,text/plain"}),
-    )
-    text = forms.CharField(
-        required=False,
-        strip=False,
-        label="Or paste the list",
-        widget=forms.Textarea(
-            attrs={
-                "rows": 8,
-                "spellcheck": "false",
-                "autocomplete": "off",
-                "placeholder": "serial,key[,type,gateway,name,location]",
-            }
-        ),
-    )
-    device_type = forms.ModelChoiceField(
-        queryset=DeviceType.objects.none(),
-        required=False,
-        label="Device type",
-        empty_label="— from the type column —",
-        help_text="For rows that leave the type column empty.",
-    )
-    gateway = forms.ModelChoiceField(
-        queryset=Gateway.objects.none(),
-        required=False,
-        empty_label="— none: the installer app enrolls them —",
-        help_text="For rows that leave the gateway column empty.",
-    )
-
-    def __init__(self, *args, organization, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.organization = organization
-        self.parsed = None
-        self.data_bytes = b""
-        self.fields["device_type"].queryset = DeviceType.objects.order_by("name")
-        self.fields["gateway"].queryset = (
-            Gateway.objects.for_organization(organization).defer("secret").order_by("name")
-        )
-
-    def clean(self):
-        cleaned = super().clean()
-        upload, text = cleaned.get("file"), cleaned.get("text") or ""
-        if upload and text.strip():
-            raise forms.ValidationError("Upload a file or paste a list, not both.")
-        if not upload and not text.strip():
-            raise forms.ValidationError("Choose a file or paste a list.")
-        if upload:
-            data = batch.read_upload(upload)
-            cleaned["source"] = upload.name
-        else:
-            data = text.encode("utf-8", "surrogatepass")
-            cleaned["source"] = "pasted"
-        try:
-            self.parsed = batch.parse(data)
-        except batch.BatchError as error:
-            raise forms.ValidationError(str(error)) from None
-        if not self.parsed.rows:
-            raise forms.ValidationError("The list has no rows.")
-        self.data_bytes = data
-        return cleaned
 
 
 def _seal(data: bytes) -> str:

@@ -1,4 +1,10 @@
-"""What the devices views share: partial-or-page rendering and dialog responses."""
+"""What every app's htmx views share: partial-or-page rendering and the dialog base.
+
+A widget view renders a fragment for an htmx swap and the whole page otherwise (one
+URL for both, so the response varies on ``HX-Request``). A dialog (``DialogView``) is
+a small form in a modal on the dashboard, or a page of its own without JavaScript;
+its templates are ``portal/dialogs/``, and each view brings only its body.
+"""
 
 import json
 
@@ -11,7 +17,8 @@ from django.utils.http import url_has_allowed_host_and_scheme
 
 from portal.tenancy import OrganizationRequiredMixin
 
-# The event both widgets (and the device page) listen to, to re-render after a change.
+# The event the widgets (and the device page) listen to, to re-render after a change;
+# static/js/fleetgate.js shows its ``message``. (Named for the first widget that used it.)
 GROUPS_CHANGED = "groupsChanged"
 
 
@@ -42,7 +49,7 @@ class DialogView(OrganizationRequiredMixin):
     (the widgets re-render themselves); a plain POST is redirected back with a message.
     """
 
-    required_rule = "manage_groups"
+    required_rule = None  # a dialog changes something: each one names its rule
     title = ""
     body_template = ""
     submit_label = "Save"
@@ -56,9 +63,9 @@ class DialogView(OrganizationRequiredMixin):
         context["action"] = self.request.path
         context["next"] = safe_next(self.request)
         template = (
-            "devices/dialogs/dialog.html"
+            "portal/dialogs/dialog.html"
             if wants_partial(self.request)
-            else "devices/dialogs/page.html"
+            else "portal/dialogs/page.html"
         )
         return render_varying(self.request, template, context)
 
