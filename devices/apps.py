@@ -11,6 +11,7 @@ class DevicesConfig(AppConfig):
         from devices.lifecycle import LICENSED_STATES
         from devices.models import Device
         from licensing.capacity import set_used_counter
+        from portal.api import name_enums
 
         # Seats are derived from device states; licensing knows no device, so we tell it.
         set_used_counter(
@@ -19,6 +20,10 @@ class DevicesConfig(AppConfig):
             )
         )
 
+        name_enums(
+            DeviceStateEnum="devices.choices.DeviceState",
+            OperationStateEnum="devices.choices.OperationState",
+        )
         if operations.complete not in RESULT_HANDLERS:
             RESULT_HANDLERS.append(operations.complete)
         if operations.gateways_back not in HELLO_HANDLERS:

@@ -1,4 +1,4 @@
-"""Device states and protocols, with the colour each state wears in the widgets."""
+"""Device states, protocols and operation states, with the colour each state wears."""
 
 from django.db import models
 
@@ -38,3 +38,14 @@ class Protocol(models.TextChoices):
     LON = "lon", "LON"
     IP = "ip", "IP"
     IOX = "iox", "IOX"
+
+
+class OperationState(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    SENT = "sent", "Sent"
+    DONE = "done", "Done"
+    FAILED = "failed", "Failed"
+    CANCELLED = "cancelled", "Cancelled"
+
+
+OPEN_OPERATION_STATES = (OperationState.QUEUED, OperationState.SENT)

@@ -10,7 +10,12 @@ from django.db import models
 from django.db.models.functions import Lower
 from django.utils import timezone
 
-from devices.choices import STATE_COLOURS, DeviceState, Protocol
+from devices.choices import (
+    STATE_COLOURS,
+    DeviceState,
+    OperationState,
+    Protocol,
+)
 from devices.lifecycle import allowed_actions
 from portal.crypto import EncryptedTextField
 from portal.models import Organization
@@ -251,17 +256,6 @@ class DeviceEvent(models.Model):
 
     def __str__(self):
         return f"{self.kind} {self.device or self.gateway} {self.occurred_at:%H:%M:%S}"
-
-
-class OperationState(models.TextChoices):
-    QUEUED = "queued", "Queued"
-    SENT = "sent", "Sent"
-    DONE = "done", "Done"
-    FAILED = "failed", "Failed"
-    CANCELLED = "cancelled", "Cancelled"
-
-
-OPEN_OPERATION_STATES = (OperationState.QUEUED, OperationState.SENT)
 
 
 class BulkOperation(models.Model):

@@ -21,11 +21,12 @@ from django.db.models import F, OuterRef, Subquery
 from django.utils import timezone
 
 from devices import lifecycle, operations
-from devices.choices import DeviceState
+from devices.choices import DeviceState, OperationState
 from devices.lifecycle import Action
-from devices.models import Device, DeviceType, OperationState
+from devices.models import Device, DeviceType
 from devices.operations import chunks
-from enrollment.models import OPEN_STATUSES, EnrollmentRecord, EnrollmentStatus
+from enrollment.choices import OPEN_STATUSES, EnrollmentStatus
+from enrollment.models import EnrollmentRecord
 from licensing import capacity
 from portal import audit
 

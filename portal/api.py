@@ -180,3 +180,16 @@ class AutoSchema(SpectacularAutoSchema):
                 ),
             ]
         return parameters
+
+
+def name_enums(**overrides: str) -> None:
+    """Name an app's choice sets in the OpenAPI schema: ``name_enums(DeviceStateEnum=
+    "devices.choices.DeviceState")``, called from the app's ``AppConfig.ready``.
+
+    Two fields called ``state`` with different choices would otherwise get names made up
+    by drf-spectacular; the settings name no app's modules, so each app adds its own
+    entries (as drf-spectacular's own contrib modules do).
+    """
+    from drf_spectacular.settings import spectacular_settings
+
+    spectacular_settings.ENUM_NAME_OVERRIDES.update(overrides)

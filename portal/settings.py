@@ -177,10 +177,8 @@ SPECTACULAR_SETTINGS = {
     "SERVE_INCLUDE_SCHEMA": False,
     "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
     "COMPONENT_SPLIT_REQUEST": True,
-    "ENUM_NAME_OVERRIDES": {
-        "DeviceStateEnum": "devices.choices.DeviceState",
-        "OperationStateEnum": "devices.models.OperationState",
-    },
+    # Each app names its own choice sets (portal.api.name_enums, from its AppConfig.ready).
+    "ENUM_NAME_OVERRIDES": {},
     # Served from static/ (drf-spectacular-sidecar): the docs work offline.
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",

@@ -17,8 +17,10 @@ from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from devices.choices import DeviceState as S
-from devices.models import BulkOperation, Device, DeviceGroup, Operation, OperationState
-from enrollment.models import EnrollmentRecord, EnrollmentStatus
+from devices.choices import OperationState
+from devices.models import BulkOperation, Device, DeviceGroup, Operation
+from enrollment.choices import EnrollmentStatus
+from enrollment.models import EnrollmentRecord
 from licensing import signing
 from licensing.keys import DEMO_PRIVATE_KEY
 from licensing.models import License

@@ -9,11 +9,13 @@ from django.urls import reverse
 
 from devices import operations
 from devices.choices import DeviceState as S
+from devices.choices import OperationState
 from devices.ingest import GatewayRef
 from devices.lifecycle import Action
-from devices.models import Device, Operation, OperationState
+from devices.models import Device, Operation
 from enrollment import services
-from enrollment.models import EnrollmentRecord, EnrollmentStatus
+from enrollment.choices import EnrollmentStatus
+from enrollment.models import EnrollmentRecord
 from licensing import capacity
 from licensing.capacity import CapacityExceeded
 from portal import permissions

@@ -13,7 +13,8 @@ from rest_framework.test import APIClient
 from devices.choices import DeviceState as S
 from devices.models import Device
 from enrollment import services
-from enrollment.models import EnrollmentRecord, EnrollmentStatus
+from enrollment.choices import EnrollmentStatus
+from enrollment.models import EnrollmentRecord
 from portal import permissions
 from portal.choices import Role
 from portal.models import AuditEntry

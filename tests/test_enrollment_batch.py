@@ -14,7 +14,8 @@ from django.urls import reverse
 from devices.choices import DeviceState
 from devices.models import Device, Operation
 from enrollment import batch, services
-from enrollment.models import EnrollmentBatch, EnrollmentRecord, EnrollmentStatus
+from enrollment.choices import EnrollmentStatus
+from enrollment.models import EnrollmentBatch, EnrollmentRecord
 from portal.choices import Role
 from tests.factories import (
     make_device,

@@ -17,7 +17,8 @@ from devices import operations
 from devices.choices import DeviceState as S
 from devices.models import Device, Gateway
 from enrollment import services
-from enrollment.models import EnrollmentRecord, EnrollmentStatus
+from enrollment.choices import EnrollmentStatus
+from enrollment.models import EnrollmentRecord
 from gateway.drivers.simulated import NS, access_key, serial_number
 from gateway.store import Store
 from licensing import capacity

@@ -8,8 +8,9 @@ from django.utils import timezone
 
 from devices import operations
 from devices.choices import DeviceState as S
+from devices.choices import OperationState
 from devices.ingest import GatewayRef
-from devices.models import BulkOperation, Device, Operation, OperationState
+from devices.models import BulkOperation, Device, Operation
 from portal.choices import Role
 from portal.models import AuditEntry
 from tests.factories import (

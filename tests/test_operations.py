@@ -11,9 +11,10 @@ from django.utils import timezone
 
 from devices import operations
 from devices.choices import DeviceState as S
+from devices.choices import OperationState
 from devices.ingest import GatewayRef
 from devices.lifecycle import Action
-from devices.models import BulkOperation, Device, Operation, OperationState
+from devices.models import BulkOperation, Device, Operation
 from gateway.codes import ResultCode
 from licensing.capacity import CapacityExceeded
 from portal.models import AuditEntry

@@ -36,17 +36,10 @@ from devices.api.serializers import (
     PlanSerializer,
     RetrySerializer,
 )
+from devices.choices import OperationState
 from devices.filters import DeviceFilter, Facets, KeysFirstPaginator
 from devices.forms import DeviceActionForm, Selection, add_to_group, remove_from_group
-from devices.models import (
-    BulkOperation,
-    Device,
-    DeviceGroup,
-    DeviceType,
-    Gateway,
-    Operation,
-    OperationState,
-)
+from devices.models import BulkOperation, Device, DeviceGroup, DeviceType, Gateway, Operation
 from licensing.capacity import CapacityExceeded
 from portal import audit
 from portal.api import (

@@ -15,7 +15,8 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
-from devices.models import Operation, OperationState
+from devices.choices import OperationState
+from devices.models import Operation
 from devices.operations.base import NAMED_KINDS, WIRE_KIND, backoff, chunks, config, wire_id
 
 QUEUE = "default"

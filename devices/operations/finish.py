@@ -13,8 +13,9 @@ from datetime import datetime
 from django.db.models import F, Q
 
 from devices import lifecycle
+from devices.choices import OPEN_OPERATION_STATES, OperationState
 from devices.ingest import Changes
-from devices.models import OPEN_OPERATION_STATES, BulkOperation, Device, Operation, OperationState
+from devices.models import BulkOperation, Device, Operation
 from devices.operations.base import chunks, progress
 
 # Called inside ``finish``'s transaction with (state, rows, code, error, now), rows being

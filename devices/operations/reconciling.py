@@ -11,8 +11,9 @@ from django.db import transaction
 from django.db.models import Count, Q
 from django.utils import timezone
 
+from devices.choices import OPEN_OPERATION_STATES, OperationState
 from devices.ingest import Changes
-from devices.models import OPEN_OPERATION_STATES, Operation, OperationState
+from devices.models import Operation
 from devices.operations.base import config
 from devices.operations.finish import finish, requeue
 from gateway.codes import ResultCode

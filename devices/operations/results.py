@@ -6,8 +6,9 @@ from datetime import datetime
 
 from django.db.models import Q
 
+from devices.choices import OPEN_OPERATION_STATES, OperationState
 from devices.ingest import Changes, GatewayRef
-from devices.models import OPEN_OPERATION_STATES, Operation, OperationState
+from devices.models import Operation
 from devices.operations.base import RETRYABLE, backoff, chunks, config, parse_wire_id
 from devices.operations.dispatch import dispatch_waiting
 from devices.operations.finish import finish, requeue

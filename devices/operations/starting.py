@@ -14,8 +14,9 @@ from django.db.models import Q
 from django.utils import timezone
 
 from devices import lifecycle
+from devices.choices import OperationState
 from devices.ingest import Changes
-from devices.models import BulkOperation, Device, Operation, OperationState
+from devices.models import BulkOperation, Device, Operation
 from devices.operations.base import SKIPPED_KEPT, chunks, config, progress, push
 from devices.operations.dispatch import enqueue_dispatch
 from devices.operations.finish import finish

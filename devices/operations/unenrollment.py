@@ -9,9 +9,9 @@ from django.db import transaction
 from django.utils import timezone
 
 from devices import lifecycle
-from devices.choices import DeviceState
+from devices.choices import OPEN_OPERATION_STATES, DeviceState
 from devices.lifecycle import Action
-from devices.models import OPEN_OPERATION_STATES, BulkOperation, Device
+from devices.models import BulkOperation, Device
 from devices.operations.base import chunks
 from devices.operations.dispatch import dispatch_waiting
 from devices.operations.starting import NothingToDo, start

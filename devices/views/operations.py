@@ -15,9 +15,10 @@ from django.urls import reverse
 from django.views import View
 
 from devices import operations
+from devices.choices import OperationState
 from devices.forms import DeviceActionForm
 from devices.lifecycle import Action
-from devices.models import BulkOperation, Device, DeviceGroup, Operation, OperationState
+from devices.models import BulkOperation, Device, DeviceGroup, Operation
 from licensing.capacity import CapacityExceeded
 from portal.htmx import GROUPS_CHANGED, DialogView, render_varying, safe_next, wants_partial
 from portal.tenancy import OrganizationRequiredMixin

@@ -13,8 +13,9 @@ from devices.api.serializers import ConflictSerializer, RefSerializer
 from devices.models import Device, Gateway
 from enrollment import photos
 from enrollment.api.schema import NO_SUCH_GATEWAY, NO_SUCH_TYPE
+from enrollment.choices import EnrollmentStatus
 from enrollment.forms import enrollment_form, resolve_device_type, resolve_gateway
-from enrollment.models import EnrollmentRecord, EnrollmentStatus
+from enrollment.models import EnrollmentRecord
 from portal.api import form_errors
 
 

@@ -60,6 +60,7 @@ def decoded(organization, payload: qr.Payload) -> dict:
     }
 
 
+@extend_schema(tags=["enrollment"])
 class EnrollmentViewSet(
     OrganizationScopedMixin,
     mixins.ListModelMixin,

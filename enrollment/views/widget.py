@@ -12,8 +12,9 @@ from django.urls import reverse
 from django.views import View
 
 from enrollment import services
+from enrollment.choices import EnrollmentStatus
 from enrollment.forms import EnrollForm
-from enrollment.models import EnrollmentRecord, EnrollmentStatus
+from enrollment.models import EnrollmentRecord
 from licensing.capacity import CapacityExceeded
 from portal.htmx import DialogView, render_varying, wants_partial
 from portal.tenancy import OrganizationRequiredMixin

@@ -20,6 +20,7 @@ from licensing.models import License
 from portal.api import REFUSED, OrganizationScopedMixin, form_errors
 
 
+@extend_schema(tags=["licenses"])
 class LicenseViewSet(
     OrganizationScopedMixin, mixins.ListModelMixin, mixins.CreateModelMixin, viewsets.GenericViewSet
 ):

@@ -30,7 +30,8 @@ from bench.harness import CpuMeter, Harness
 from devices.choices import DeviceState, Protocol
 from devices.models import Device, DeviceType
 from enrollment import batch
-from enrollment.models import OPEN_STATUSES, EnrollmentBatch, EnrollmentRecord, EnrollmentStatus
+from enrollment.choices import OPEN_STATUSES, EnrollmentStatus
+from enrollment.models import EnrollmentBatch, EnrollmentRecord
 from gateway.drivers.simulated import access_key, serial_number
 from licensing import capacity
 from portal.choices import Role
