@@ -22,6 +22,7 @@ from rest_framework.pagination import PageNumberPagination
 from rest_framework.permissions import BasePermission
 
 from portal import permissions, tenancy
+from portal.filters import FilterBackend
 
 ORGANIZATION_HEADER = "X-Organization"
 NO_ORGANIZATION = "You belong to no organization."
@@ -97,6 +98,7 @@ class OrganizationScopedMixin:
 
     permission_classes = [RulePermission]
     pagination_class = Pagination
+    filter_backends = [FilterBackend]  # lists with a ``filterset_class`` (portal.filters)
     default_rule = "view"
     rules: dict[str, str] = {}
     membership = None
@@ -140,6 +142,10 @@ class OrganizationScopedMixin:
         context = super().get_serializer_context()
         context["organization"] = self.organization
         return context
+
+    def filter_queryset(self, queryset):
+        """Filters narrow lists; a detail URL's object is found whatever the query says."""
+        return super().filter_queryset(queryset) if self.action == "list" else queryset
 
 
 class ErrorSerializer(serializers.Serializer):

@@ -374,7 +374,8 @@ def test_device_page_offers_group_changes_to_managers(login, manager, inventory)
 
 def test_links_keep_filters_whose_id_is_1(rf):
     """Only ``page=1`` is implied; a type, gateway or group with pk 1 must stay in links."""
-    from devices.filters import DeviceFilter, Facets
+    from devices.filters import DeviceFilterSet, Facets
+    from devices.models import Device
 
     class Row:
         def __init__(self, pk, name):
@@ -382,6 +383,12 @@ def test_links_keep_filters_whose_id_is_1(rf):
 
     facets = Facets(types=[Row(1, "Lamp")], gateways=[Row(1, "North")], groups=[Row(1, "Lobby")])
     request = rf.get("/devices/", {"type": 1, "gateway": 1, "group": 1, "page": 4})
-    devices_filter = DeviceFilter(request.GET, facets, (25, 50), base_url="/devices/")
+    devices_filter = DeviceFilterSet(
+        request.GET,
+        Device.objects.none(),
+        rows=facets.rows(),
+        page_sizes=(25, 50),
+        base_url="/devices/",
+    )
     assert devices_filter.url(page=1) == "/devices/?type=1&gateway=1&group=1"
     assert devices_filter.url(page=2) == "/devices/?type=1&gateway=1&group=1&page=2"

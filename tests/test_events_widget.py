@@ -200,7 +200,7 @@ def test_a_prefix_most_devices_share_gives_the_same_events(login, viewer, world,
     """Past SERIAL_DEVICE_IDS matching devices the search walks the newest events instead."""
     client = login(viewer)
     by_list = event_ids(client.get(URL, {"serial": "b"}))
-    monkeypatch.setattr("devices.views.events.SERIAL_DEVICE_IDS", 0)
+    monkeypatch.setattr("devices.filters.SERIAL_DEVICE_IDS", 0)
     with CaptureQueriesContext(connection) as queries:
         by_walk = event_ids(client.get(URL, {"serial": "b"}))
     assert by_walk == by_list == [world["ids"]["boiler"]]

@@ -9,8 +9,6 @@ from rest_framework import serializers
 
 from devices import operations
 from devices.api.schema import FAILED_SHOWN, TOO_MANY
-from devices.choices import DeviceState
-from devices.filters import MAX_SEARCH_LENGTH, SORTS
 from devices.forms import MAX_SELECTION, GroupForm
 from devices.models import BulkOperation, Device, DeviceGroup, Gateway, Operation
 from portal.api import form_errors
@@ -109,26 +107,6 @@ class DeviceDetailSerializer(DeviceSerializer):
         read_only_fields = fields
 
 
-class DeviceFilterSerializer(serializers.Serializer):
-    """The Devices widget's filters (``devices.filters.DeviceFilter``), strictly checked."""
-
-    q = serializers.CharField(
-        required=False,
-        allow_blank=True,
-        max_length=MAX_SEARCH_LENGTH,
-        help_text="Part of a serial number, MAC/UID or name.",
-    )
-    state = serializers.ChoiceField(choices=DeviceState.choices, required=False)
-    type = serializers.IntegerField(min_value=1, required=False, help_text="A device type id.")
-    gateway = serializers.IntegerField(min_value=1, required=False, help_text="A gateway id.")
-    group = serializers.IntegerField(min_value=1, required=False, help_text="A group id.")
-    sort = serializers.ChoiceField(
-        choices=[*SORTS, *(f"-{key}" for key in SORTS)],
-        required=False,
-        help_text="A column, '-' first for descending. Default: serial.",
-    )
-
-
 class GroupSerializer(serializers.ModelSerializer):
     """Validated by the Groups widget's ``GroupForm``: one rule for names everywhere."""
 
@@ -193,13 +171,6 @@ class GatewaySerializer(serializers.ModelSerializer):
             "device_count",
         ]
         read_only_fields = fields
-
-
-class GatewayFilterSerializer(serializers.Serializer):
-    q = serializers.CharField(
-        required=False, allow_blank=True, max_length=100, help_text="Part of a name or UID."
-    )
-    status = serializers.ChoiceField(choices=["online", "offline"], required=False)
 
 
 class BulkOperationSerializer(serializers.ModelSerializer):

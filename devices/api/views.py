@@ -9,7 +9,7 @@ the widgets, so the API cannot drift from them. Lists cost a constant number of 
 from functools import partial
 
 from django.db import transaction
-from django.db.models import Count, Prefetch, Q
+from django.db.models import Count, Prefetch
 from django.urls import reverse
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import mixins, serializers, status, viewsets
@@ -25,11 +25,9 @@ from devices.api.serializers import (
     ConflictSerializer,
     DeviceActionSerializer,
     DeviceDetailSerializer,
-    DeviceFilterSerializer,
     DeviceIdsSerializer,
     DeviceSerializer,
     FailureSerializer,
-    GatewayFilterSerializer,
     GatewaySerializer,
     GroupSerializer,
     MembershipChangeSerializer,
@@ -37,9 +35,9 @@ from devices.api.serializers import (
     RetrySerializer,
 )
 from devices.choices import OperationState
-from devices.filters import DeviceFilter, Facets, KeysFirstPaginator
+from devices.filters import DeviceFilterSet, GatewayFilterSet, KeysFirstPaginator
 from devices.forms import DeviceActionForm, Selection, add_to_group, remove_from_group
-from devices.models import BulkOperation, Device, DeviceGroup, DeviceType, Gateway, Operation
+from devices.models import BulkOperation, Device, DeviceGroup, Gateway, Operation
 from licensing.capacity import CapacityExceeded
 from portal import audit
 from portal.api import (
@@ -115,6 +113,7 @@ class DeviceViewSet(
 
     serializer_class = DeviceSerializer
     pagination_class = DevicePagination
+    filterset_class = DeviceFilterSet
 
     def page_rows(self):
         return (
@@ -130,36 +129,10 @@ class DeviceViewSet(
     def get_serializer_class(self):
         return DeviceDetailSerializer if self.action == "retrieve" else DeviceSerializer
 
-    def filtered(self):
-        """The widget's DeviceFilter on checked parameters; unknown ids are 400, not ignored."""
-        params = DeviceFilterSerializer(data=self.request.query_params)
-        params.is_valid(raise_exception=True)
-        values = params.validated_data
-        lookups = {
-            "type": DeviceType.objects.all(),
-            "gateway": self.scoped(Gateway),
-            "group": self.scoped(DeviceGroup),
-        }
-        found, errors = {}, {}
-        for key, queryset in lookups.items():
-            found[key] = []
-            if key in values:
-                found[key] = list(queryset.filter(pk=values[key]).only("pk", "name"))
-                if not found[key]:
-                    what = "device type" if key == "type" else f"{key} in this organization"
-                    errors[key] = [f"No such {what}."]
-        if errors:
-            raise serializers.ValidationError(errors)
-        facets = Facets(types=found["type"], gateways=found["gateway"], groups=found["group"])
-        device_filter = DeviceFilter(values, facets, (Pagination.page_size,))
-        return device_filter.apply(self.scoped(Device))
-
-    @extend_schema(
-        parameters=[DeviceFilterSerializer], responses={200: DeviceSerializer, **REFUSED}
-    )
+    @extend_schema(responses={200: DeviceSerializer, **REFUSED})
     def list(self, request):
         """Devices, filtered and sorted like the Devices widget; a constant number of queries."""
-        page = self.paginate_queryset(self.filtered())
+        page = self.paginate_queryset(self.filter_queryset(self.scoped(Device)))
         return self.get_paginated_response(self.get_serializer(page, many=True).data)
 
     @extend_schema(responses={200: DeviceDetailSerializer, **REFUSED, **NOT_FOUND})
@@ -337,6 +310,7 @@ class GatewayViewSet(OrganizationScopedMixin, viewsets.ReadOnlyModelViewSet):
     """Gateways, read-only; adding one and its secret belong to the Gateways widget."""
 
     serializer_class = GatewaySerializer
+    filterset_class = GatewayFilterSet
 
     def get_queryset(self):
         return (
@@ -345,18 +319,6 @@ class GatewayViewSet(OrganizationScopedMixin, viewsets.ReadOnlyModelViewSet):
             .annotate(device_count=Count("devices"))
             .order_by("name", "pk")
         )
-
-    @extend_schema(parameters=[GatewayFilterSerializer])
-    def list(self, request):
-        params = GatewayFilterSerializer(data=request.query_params)
-        params.is_valid(raise_exception=True)
-        queryset = self.get_queryset()
-        if q := " ".join(params.validated_data.get("q", "").split()):
-            queryset = queryset.filter(Q(name__icontains=q) | Q(uid__icontains=q))
-        if state := params.validated_data.get("status"):
-            queryset = queryset.filter(is_online=state == "online")
-        page = self.paginate_queryset(queryset)
-        return self.get_paginated_response(self.get_serializer(page, many=True).data)
 
 
 @extend_schema(tags=["operations"])

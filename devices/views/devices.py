@@ -10,7 +10,7 @@ from django.urls import reverse
 from django.views import View
 
 from devices.choices import DeviceState
-from devices.filters import DeviceFilter, Facets, KeysFirstPaginator
+from devices.filters import DeviceFilterSet, Facets, KeysFirstPaginator
 from devices.models import Device, DeviceGroup, DeviceType, Gateway
 from devices.operations import BULK_ACTIONS
 from portal.htmx import render_varying, wants_partial
@@ -47,8 +47,13 @@ class DeviceListView(OrganizationRequiredMixin, View):
             groups=list(self.scoped(DeviceGroup).only("pk", "name").order_by("name", "pk")),
         )
         list_url = reverse("devices:widget")
-        devices_filter = DeviceFilter(
-            request.GET, facets, settings.DEVICES_PAGE_SIZES, base_url=list_url
+        devices_filter = DeviceFilterSet(
+            request.GET,
+            self.scoped(Device),
+            organization=self.organization,
+            rows=facets.rows(),
+            page_sizes=settings.DEVICES_PAGE_SIZES,
+            base_url=list_url,
         )
         rows = (
             self.scoped(Device)
@@ -57,7 +62,7 @@ class DeviceListView(OrganizationRequiredMixin, View):
             .prefetch_related(groups_prefetch())
         )
         paginator = KeysFirstPaginator(
-            devices_filter.apply(self.scoped(Device)),
+            devices_filter.qs,
             devices_filter.per_page,
             rows=rows,
             count_in_keys=devices_filter.counts_in_keys,

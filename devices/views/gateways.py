@@ -17,7 +17,7 @@ from django.views import View
 from django.views.decorators.debug import sensitive_variables
 
 from devices import agent_config
-from devices.filters import GatewayFilter
+from devices.filters import GatewayFilterSet
 from devices.forms import GatewayForm
 from devices.models import Device, Gateway
 from portal import audit
@@ -45,10 +45,12 @@ class GatewayListView(OrganizationRequiredMixin, View):
 
     def get(self, request):
         list_url = reverse("devices:gateways-widget")
-        gateway_filter = GatewayFilter(request.GET, list_url)
-        gateways = gateway_filter.apply(
-            self.scoped(Gateway).defer("secret").annotate(device_count=device_count())
+        gateway_filter = GatewayFilterSet(
+            request.GET,
+            self.scoped(Gateway).defer("secret").annotate(device_count=device_count()),
+            base_url=list_url,
         )
+        gateways = gateway_filter.qs.order_by("name", "pk")
         paginator = Paginator(gateways, GATEWAYS_PER_PAGE)
         page = paginator.get_page(gateway_filter.page)
         context = {

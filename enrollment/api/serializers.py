@@ -13,7 +13,6 @@ from devices.api.serializers import ConflictSerializer, RefSerializer
 from devices.models import Device, Gateway
 from enrollment import photos
 from enrollment.api.schema import NO_SUCH_GATEWAY, NO_SUCH_TYPE
-from enrollment.choices import EnrollmentStatus
 from enrollment.forms import enrollment_form, resolve_device_type, resolve_gateway
 from enrollment.models import EnrollmentRecord
 from portal.api import form_errors
@@ -61,14 +60,6 @@ class EnrollmentSerializer(serializers.ModelSerializer):
     @extend_schema_field(OpenApiTypes.STR)
     def get_photo_url(self, record):
         return reverse("api:enrollment-photo", args=[record.pk]) if record.photo else None
-
-
-class EnrollmentFilterSerializer(serializers.Serializer):
-    status = serializers.ChoiceField(choices=EnrollmentStatus.choices, required=False)
-    batch = serializers.IntegerField(min_value=1, required=False, help_text="A batch id.")
-    q = serializers.CharField(
-        required=False, allow_blank=True, max_length=64, help_text="Part of a serial number."
-    )
 
 
 class AppEnrollmentSerializer(serializers.Serializer):

@@ -28,7 +28,6 @@ from enrollment.api.serializers import (
     AppEnrollmentSerializer,
     DecodedSerializer,
     EnrollmentCreateSerializer,
-    EnrollmentFilterSerializer,
     EnrollmentSerializer,
     NearbyDeviceSerializer,
     NearbyFilterSerializer,
@@ -36,6 +35,7 @@ from enrollment.api.serializers import (
     QRImageSerializer,
     RetryConflictSerializer,
 )
+from enrollment.filters import EnrollmentFilterSet
 from enrollment.forms import resolve_gateway
 from enrollment.models import EnrollmentRecord
 from enrollment.services import nearby_devices
@@ -71,6 +71,7 @@ class EnrollmentViewSet(
     enrollment, add the installation photo, retry a failed one, read a QR label."""
 
     serializer_class = EnrollmentSerializer
+    filterset_class = EnrollmentFilterSet
     default_rule = "enroll"
     rules = {"list": "view", "retrieve": "view", "photo_file": "view"}
 
@@ -109,20 +110,9 @@ class EnrollmentViewSet(
             ) from None
         return self.created(record)
 
-    @extend_schema(parameters=[EnrollmentFilterSerializer])
-    def list(self, request):
+    def list(self, request, *args, **kwargs):
         """Records, newest first; filter by status, batch, part of a serial number."""
-        params = EnrollmentFilterSerializer(data=request.query_params)
-        params.is_valid(raise_exception=True)
-        values, records = params.validated_data, self.get_queryset()
-        if values.get("status"):
-            records = records.filter(status=values["status"])
-        if values.get("batch"):
-            records = records.filter(batch_id=values["batch"])
-        if values.get("q"):
-            records = records.filter(serial_number__icontains=values["q"].strip())
-        page = self.paginate_queryset(records)
-        return self.get_paginated_response(self.get_serializer(page, many=True).data)
+        return super().list(request, *args, **kwargs)
 
     @extend_schema(
         request=EnrollmentCreateSerializer,

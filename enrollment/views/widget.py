@@ -13,6 +13,7 @@ from django.views import View
 
 from enrollment import services
 from enrollment.choices import EnrollmentStatus
+from enrollment.filters import EnrollmentFilterSet
 from enrollment.forms import EnrollForm
 from enrollment.models import EnrollmentRecord
 from licensing.capacity import CapacityExceeded
@@ -20,23 +21,18 @@ from portal.htmx import DialogView, render_varying, wants_partial
 from portal.tenancy import OrganizationRequiredMixin
 
 PER_PAGE = 25
-MAX_SEARCH = 64
 
 
 class EnrollmentWidgetView(OrganizationRequiredMixin, View):
     required_rule = "view"
 
     def get(self, request):
-        records = self.scoped(EnrollmentRecord).select_related("device_type", "gateway", "device")
-        status = request.GET.get("status", "")
-        if status in EnrollmentStatus.values:
-            records = records.filter(status=status)
-        else:
-            status = ""
-        query = request.GET.get("q", "").strip()[:MAX_SEARCH]
-        if query:
-            records = records.filter(serial_number__icontains=query)
-        page = Paginator(records.order_by("-id"), PER_PAGE).get_page(request.GET.get("page"))
+        records = EnrollmentFilterSet(
+            request.GET,
+            self.scoped(EnrollmentRecord).select_related("device_type", "gateway", "device"),
+        )
+        status, query = records.value("status"), records.value("q")
+        page = Paginator(records.qs.order_by("-id"), PER_PAGE).get_page(request.GET.get("page"))
         counts = dict(
             self.scoped(EnrollmentRecord)
             .order_by()
