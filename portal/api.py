@@ -20,8 +20,11 @@ from rest_framework.authentication import SessionAuthentication
 from rest_framework.exceptions import PermissionDenied
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.permissions import BasePermission
+from rest_framework.response import Response
+from rest_framework.views import exception_handler as drf_exception_handler
 
 from portal import permissions, tenancy
+from portal.errors import Conflict
 from portal.filters import FilterBackend
 
 ORGANIZATION_HEADER = "X-Organization"
@@ -199,3 +202,11 @@ def name_enums(**overrides: str) -> None:
     from drf_spectacular.settings import spectacular_settings
 
     spectacular_settings.ENUM_NAME_OVERRIDES.update(overrides)
+
+
+def exception_handler(exc, context):
+    """DRF's handler, plus: a ``portal.errors.Conflict`` (over capacity, nothing to do)
+    is a 409 with its sentence, its ``code`` and its details, from every endpoint."""
+    if isinstance(exc, Conflict):
+        return Response({"detail": str(exc), "code": exc.code, **exc.details()}, status=409)
+    return drf_exception_handler(exc, context)

@@ -15,6 +15,7 @@ from django.urls import reverse
 from django.utils.cache import patch_vary_headers
 from django.utils.http import url_has_allowed_host_and_scheme
 
+from portal.errors import Conflict
 from portal.tenancy import OrganizationRequiredMixin
 
 # The event the widgets (and the device page) listen to, to re-render after a change;
@@ -42,7 +43,30 @@ def safe_next(request, default="dashboard"):
     return reverse(default)
 
 
-class DialogView(OrganizationRequiredMixin):
+class ConflictMixin:
+    """A view whose work a service may refuse as a whole (``portal.errors.Conflict``: over
+    capacity, nothing to do). Nothing changed; ``refused`` answers with the reason.
+
+    Views that show a form keep it in ``self.form`` before calling the service: the
+    default answer is that form again, with the refusal above its fields.
+    """
+
+    refusal_note = ""  # said before the refusal's own sentence ("Nothing was enrolled.")
+
+    def dispatch(self, request, *args, **kwargs):
+        try:
+            return super().dispatch(request, *args, **kwargs)
+        except Conflict as refusal:
+            return self.refused(refusal)
+
+    def refusal_message(self, refusal) -> str:
+        return f"{self.refusal_note} {refusal}".strip()
+
+    def refused(self, refusal):
+        raise NotImplementedError
+
+
+class DialogView(ConflictMixin, OrganizationRequiredMixin):
     """A small form shown in a modal dialog on the dashboard, or as a page without htmx.
 
     Success answers htmx with 204 and a ``groupsChanged`` event carrying the message
@@ -68,6 +92,14 @@ class DialogView(OrganizationRequiredMixin):
             else "portal/dialogs/page.html"
         )
         return render_varying(self.request, template, context)
+
+    def refused(self, refusal):
+        """The dialog's form again with the reason, or (no form) the reason as the outcome."""
+        form = getattr(self, "form", None)
+        if form is None:
+            return self.done(self.refusal_message(refusal))
+        form.add_error(None, self.refusal_message(refusal))
+        return self.render_dialog(form=form)
 
     def done(self, message):
         if self.request.htmx:

@@ -38,7 +38,6 @@ from devices.choices import OperationState
 from devices.filters import DeviceFilterSet, GatewayFilterSet, KeysFirstPaginator
 from devices.forms import DeviceActionForm, Selection, add_to_group, remove_from_group
 from devices.models import BulkOperation, Device, DeviceGroup, Gateway, Operation
-from licensing.capacity import CapacityExceeded
 from portal import audit
 from portal.api import (
     FIELD_ERRORS,
@@ -53,25 +52,6 @@ from portal.api import (
 def groups_prefetch():
     # A plain list per device, read by the serializer without a related manager each.
     return Prefetch("groups", queryset=DeviceGroup.objects.only("pk", "name"), to_attr="group_list")
-
-
-def conflict(exc) -> Response:
-    if isinstance(exc, CapacityExceeded):
-        body = {
-            "detail": str(exc),
-            "code": "capacity_exceeded",
-            "seats_requested": exc.requested,
-            "seats_used": exc.used,
-            "seats_total": exc.total,
-            "seats_free": exc.free,
-        }
-    else:
-        body = {
-            "detail": str(exc),
-            "code": "nothing_to_do",
-            "skipped": exc.plan.skipped[: operations.SKIPPED_KEPT],
-        }
-    return Response(body, status=status.HTTP_409_CONFLICT)
 
 
 class BulkResponseMixin:
@@ -196,17 +176,14 @@ class DeviceViewSet(
                 self.organization, values["action"], form.queryset, requested_ids=form.requested_ids
             )
             return Response(PlanSerializer(the_plan).data)
-        try:
-            bulk, _plan = operations.start(
-                self.organization,
-                request.user,
-                values["action"],
-                form.queryset,
-                form.target,
-                requested_ids=form.requested_ids,
-            )
-        except (CapacityExceeded, operations.NothingToDo) as exc:
-            return conflict(exc)
+        bulk, _plan = operations.start(
+            self.organization,
+            request.user,
+            values["action"],
+            form.queryset,
+            form.target,
+            requested_ids=form.requested_ids,
+        )
         return self.started(bulk)
 
 
@@ -383,10 +360,7 @@ class BulkOperationViewSet(
         bulk = self.get_object()
         body = RetrySerializer(data=request.data)
         body.is_valid(raise_exception=True)
-        try:
-            again, _plan = operations.retry_failed(
-                bulk, request.user, body.validated_data.get("devices")
-            )
-        except (CapacityExceeded, operations.NothingToDo) as exc:
-            return conflict(exc)
+        again, _plan = operations.retry_failed(
+            bulk, request.user, body.validated_data.get("devices")
+        )
         return self.started(again)

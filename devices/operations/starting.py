@@ -24,15 +24,21 @@ from devices.operations.preview import Plan, plan
 from licensing import capacity
 from portal import audit, live
 from portal.choices import AuditOutcome
+from portal.errors import Conflict
 
 
-class NothingToDo(Exception):
+class NothingToDo(Conflict):
     """No device of the request may take the action; ``plan`` says why for each."""
+
+    code = "nothing_to_do"
 
     def __init__(self, plan: Plan):
         self.plan = plan
         reasons = "; ".join(f"{n} × {reason}" for reason, n in plan.skipped_reasons[:3])
         super().__init__(f"None of the devices can take this action. {reasons}".strip())
+
+    def details(self) -> dict:
+        return {"skipped": self.plan.skipped[:SKIPPED_KEPT]}
 
 
 def start(

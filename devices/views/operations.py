@@ -19,7 +19,6 @@ from devices.choices import OperationState
 from devices.forms import DeviceActionForm
 from devices.lifecycle import Action
 from devices.models import BulkOperation, Device, DeviceGroup, Operation
-from licensing.capacity import CapacityExceeded
 from portal.htmx import GROUPS_CHANGED, DialogView, render_varying, safe_next, wants_partial
 from portal.tenancy import OrganizationRequiredMixin
 
@@ -89,22 +88,22 @@ class DeviceActionView(DialogView, View):
     def get(self, request):
         return self.preview(self.get_form(request.GET))
 
+    def refused(self, refusal):
+        return self.preview(self.get_form(self.request.POST), error=str(refusal))
+
     def post(self, request):
         form = self.get_form(request.POST)
         if not form.is_valid():
             return self.preview(form)
         action = form.cleaned_data["action"]
-        try:
-            bulk, the_plan = operations.start(
-                self.organization,
-                request.user,
-                action,
-                form.queryset,
-                form.target,
-                requested_ids=form.requested_ids,
-            )
-        except (CapacityExceeded, operations.NothingToDo) as exc:
-            return self.preview(self.get_form(request.POST), error=str(exc))
+        bulk, the_plan = operations.start(
+            self.organization,
+            request.user,
+            action,
+            form.queryset,
+            form.target,
+            requested_ids=form.requested_ids,
+        )
         message = f"{VERBS[action][0]}ing {plural(bulk.total)}"
         if the_plan.skipped:
             message += f"; {plural(len(the_plan.skipped))} skipped"
@@ -204,15 +203,15 @@ class OperationRetryView(BulkObjectMixin, DialogView, View):
         ids = self.devices(request)
         return self.render_dialog(bulk=bulk, count=len(ids) if ids else bulk.failed, ids=ids or [])
 
+    def refused(self, refusal):
+        ids = self.devices(self.request) or []
+        bulk = self.get_bulk(self.kwargs["pk"])
+        return self.render_dialog(bulk=bulk, count=len(ids), ids=ids, error=str(refusal))
+
     def post(self, request, pk):
         bulk = self.get_bulk(pk)
         ids = self.devices(request)
-        try:
-            again, _plan = operations.retry_failed(bulk, request.user, ids)
-        except (CapacityExceeded, operations.NothingToDo) as exc:
-            return self.render_dialog(
-                bulk=bulk, count=len(ids or []), ids=ids or [], error=str(exc)
-            )
+        again, _plan = operations.retry_failed(bulk, request.user, ids)
         message = f"Retrying {plural(again.total)}."
         if request.htmx:
             return changed(message)

@@ -20,7 +20,6 @@ from rest_framework.decorators import action
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
 
-from devices.api.views import conflict
 from devices.models import DeviceType, Gateway
 from enrollment import photos, qr, services
 from enrollment.api.schema import CONFLICT, NO_FILE, NO_PHOTO, NO_SUCH_GATEWAY, NOT_RETRYABLE
@@ -39,7 +38,6 @@ from enrollment.filters import EnrollmentFilterSet
 from enrollment.forms import resolve_gateway
 from enrollment.models import EnrollmentRecord
 from enrollment.services import nearby_devices
-from licensing.capacity import CapacityExceeded
 from portal import audit
 from portal.api import FIELD_ERRORS, NOT_FOUND, REFUSED, OrganizationScopedMixin
 
@@ -102,8 +100,6 @@ class EnrollmentViewSet(
                 body.validated_data,
                 app_only=serializer_class.app_only,
             )
-        except CapacityExceeded as exc:
-            return conflict(exc)
         except IntegrityError:
             raise serializers.ValidationError(
                 {"serial_number": [services.ALREADY_REQUESTED]}
@@ -219,10 +215,7 @@ class EnrollmentViewSet(
                 {"detail": NOT_RETRYABLE, "code": "not_retryable"},
                 status=status.HTTP_409_CONFLICT,
             )
-        try:
-            services.retry(self.organization, request.user, [record])
-        except CapacityExceeded as exc:
-            return conflict(exc)
+        services.retry(self.organization, request.user, [record])
         return Response(self.get_serializer(self.get_queryset().get(pk=record.pk)).data)
 
     @extend_schema(

@@ -28,8 +28,8 @@ from enrollment import labels, photos, qr, services
 from enrollment.forms import enrollment_form
 from enrollment.models import EnrollmentBatch, EnrollmentRecord
 from enrollment.services import nearby_devices
-from licensing.capacity import CapacityExceeded
 from portal import audit, crypto
+from portal.htmx import ConflictMixin
 from portal.tenancy import OrganizationRequiredMixin
 
 DRAFT_KEY = "fleetgate_installer_draft"
@@ -39,7 +39,7 @@ POLL_SECONDS = 2
 KEY_KEPT = "The access key from the label is kept; you need not scan it again."
 
 
-class InstallerMixin(OrganizationRequiredMixin):
+class InstallerMixin(ConflictMixin, OrganizationRequiredMixin):
     required_rule = "enroll"
 
     # -- the draft: what was scanned or typed, encrypted in the session ---------------
@@ -148,6 +148,9 @@ class InstallerEnrollView(InstallerMixin, View):
         form.initial = initial
         return self.page(form, chosen=str(initial.get("gateway") or ""))
 
+    def refused(self, refusal):
+        return self.page(self.form, self.chosen, error=f"Not enrolled: {refusal}", status=409)
+
     def page(self, form, chosen="", photo_error="", error="", status=200):
         draft = self.draft()
         serial = form["serial_number"].value() or ""
@@ -195,12 +198,11 @@ class InstallerEnrollView(InstallerMixin, View):
                 photo_error = str(exc)
         if not valid or photo_error:
             return self.page(form, chosen, photo_error, status=400)
+        self.form, self.chosen = form, chosen
         try:
             record = services.enroll_one(
                 self.organization, request.user, form.row(), app_only=app_only
             )
-        except CapacityExceeded as exc:
-            return self.page(form, chosen, error=f"Not enrolled: {exc}", status=409)
         except IntegrityError:
             return self.page(form, chosen, error=services.ALREADY_REQUESTED, status=409)
         if jpeg is not None:
@@ -253,20 +255,22 @@ class InstallerStatusView(RecordMixin, View):
 class InstallerRetryView(RecordMixin, View):
     def post(self, request, pk):
         record = self.record(pk)
-        error = ""
         if not record.can_retry:
-            error = "Only a failed enrollment through a gateway can be retried."
-        else:
-            try:
-                services.retry(self.organization, request.user, [record])
-            except CapacityExceeded as exc:
-                error = str(exc)
-        if request.htmx:
+            return self.answer("Only a failed enrollment through a gateway can be retried.")
+        services.retry(self.organization, request.user, [record])
+        return self.answer()
+
+    def refused(self, refusal):
+        return self.answer(str(refusal))
+
+    def answer(self, error=""):
+        pk = self.kwargs["pk"]
+        if self.request.htmx:
             context = self.context(self.record(pk)) | {"error": error}
-            return render(request, "enrollment/installer/_status.html", context)
+            return render(self.request, "enrollment/installer/_status.html", context)
         if error:
-            context = self.context(record) | {"error": error}
-            return render(request, "enrollment/installer/result.html", context, status=409)
+            context = self.context(self.record(pk)) | {"error": error}
+            return render(self.request, "enrollment/installer/result.html", context, status=409)
         return redirect("enrollment:installer-result", pk=pk)
 
 

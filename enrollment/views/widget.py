@@ -16,7 +16,6 @@ from enrollment.choices import EnrollmentStatus
 from enrollment.filters import EnrollmentFilterSet
 from enrollment.forms import EnrollForm
 from enrollment.models import EnrollmentRecord
-from licensing.capacity import CapacityExceeded
 from portal.htmx import DialogView, render_varying, wants_partial
 from portal.tenancy import OrganizationRequiredMixin
 
@@ -64,19 +63,17 @@ class EnrollView(DialogView, View):
     title = "Enroll a device"
     body_template = "enrollment/dialogs/enroll.html"
     submit_label = "Enroll"
+    refusal_note = "Nothing was enrolled."
 
     def get(self, request):
         return self.render_dialog(form=EnrollForm(organization=self.organization))
 
     def post(self, request):
-        form = EnrollForm(request.POST, organization=self.organization)
+        form = self.form = EnrollForm(request.POST, organization=self.organization)
         if not form.is_valid():
             return self.render_dialog(form=form)
         try:
             record = services.enroll_one(self.organization, request.user, form.row())
-        except CapacityExceeded as exc:
-            form.add_error(None, f"Nothing was enrolled. {exc}")
-            return self.render_dialog(form=form)
         except IntegrityError:  # another request for this serial won the race
             form.add_error("serial_number", services.ALREADY_REQUESTED)
             return self.render_dialog(form=form)
@@ -91,10 +88,7 @@ class RetryView(DialogView, View):
     def post(self, request, pk=None):
         failed = self.scoped(EnrollmentRecord).filter(status=EnrollmentStatus.FAILED)
         records = [get_object_or_404(failed, pk=pk)] if pk else list(failed)
-        try:
-            bulk = services.retry(self.organization, request.user, records)
-        except CapacityExceeded as exc:
-            return self.done(str(exc))
+        bulk = services.retry(self.organization, request.user, records)
         if bulk is None:
             return self.done("Nothing to retry.")
         return self.done(f"Retrying {bulk.total} enrollment{'s' if bulk.total != 1 else ''}.")
