@@ -7,7 +7,8 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import RegexValidator
 from django.db import models
-from django.db.models.functions import Lower
+from django.db.models import Count, OuterRef, Prefetch, Subquery
+from django.db.models.functions import Coalesce, Lower
 from django.utils import timezone
 
 from devices.choices import (
@@ -20,6 +21,64 @@ from devices.lifecycle import allowed_actions
 from portal.crypto import EncryptedTextField
 from portal.models import Organization
 from portal.tenancy import OrganizationQuerySet
+
+# Never loaded for a list: the gateway's secret would be decrypted once per row.
+ROW_DEFERRED = ("gateway__secret", "gateway__agent_info", "device_type__image_extensions")
+
+
+class GatewayQuerySet(OrganizationQuerySet):
+    def with_device_count(self):
+        """``device_count``: a correlated subquery, not a join, so a list's COUNT(*) can
+        drop it."""
+        devices = Device.objects.filter(gateway=OuterRef("pk")).order_by().values("gateway")
+        count = Coalesce(Subquery(devices.annotate(n=Count("pk")).values("n")), 0)
+        return self.annotate(device_count=count)
+
+    def for_list(self):
+        """Rows of a gateway list (widget, API): never the secret, with ``device_count``."""
+        return self.defer("secret").with_device_count()
+
+
+class DeviceGroupQuerySet(OrganizationQuerySet):
+    def with_device_count(self):
+        return self.annotate(device_count=Count("devices"))
+
+
+class DeviceQuerySet(OrganizationQuerySet):
+    def with_relations(self):
+        """What a device row shows (the widget, the API, the device page): its type, its
+        gateway and its groups, in three queries whatever the number of rows.
+
+        The groups are a plain list per device (``group_list``): templates read it twice
+        per row, and every ``device.groups`` access would build a new related manager.
+        """
+        groups = Prefetch(
+            "groups", queryset=DeviceGroup.objects.only("pk", "name"), to_attr="group_list"
+        )
+        return (
+            self.select_related("device_type", "gateway")
+            .defer(*ROW_DEFERRED)
+            .prefetch_related(groups)
+        )
+
+
+class OperationQuerySet(OrganizationQuerySet):
+    def failed_of(self, bulk):
+        """The failed operations of ``bulk`` with their device and reason, in order."""
+        return (
+            self.filter(bulk=bulk, state=OperationState.FAILED)
+            .select_related("device", "gateway")
+            .only(
+                "device__serial_number",
+                "device__state",
+                "gateway__name",
+                "code",
+                "error",
+                "attempts",
+                "finished_at",
+            )
+            .order_by("id")
+        )
 
 
 class DeviceType(models.Model):
@@ -79,7 +138,7 @@ class Gateway(models.Model):
     )
     created_at = models.DateTimeField(auto_now_add=True)
 
-    objects = OrganizationQuerySet.as_manager()
+    objects = GatewayQuerySet.as_manager()
 
     class Meta:
         ordering = ["name"]
@@ -122,7 +181,7 @@ class DeviceGroup(models.Model):
     description = models.CharField(max_length=255, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
-    objects = OrganizationQuerySet.as_manager()
+    objects = DeviceGroupQuerySet.as_manager()
 
     class Meta:
         ordering = ["name"]
@@ -172,7 +231,7 @@ class Device(models.Model):
     updated_at = models.DateTimeField(auto_now=True)
     state_changed_at = models.DateTimeField(auto_now_add=True)
 
-    objects = OrganizationQuerySet.as_manager()
+    objects = DeviceQuerySet.as_manager()
 
     class Meta:
         ordering = ["serial_number"]
@@ -345,7 +404,7 @@ class Operation(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 
-    objects = OrganizationQuerySet.as_manager()
+    objects = OperationQuerySet.as_manager()
 
     class Meta:
         ordering = ["id"]

@@ -23,7 +23,7 @@ from django.utils import timezone
 from devices import lifecycle, operations
 from devices.choices import DeviceState, OperationState
 from devices.lifecycle import Action
-from devices.models import Device, DeviceType
+from devices.models import ROW_DEFERRED, Device, DeviceType
 from devices.operations import chunks
 from enrollment.choices import OPEN_STATUSES, EnrollmentStatus
 from enrollment.models import EnrollmentRecord
@@ -290,7 +290,7 @@ def nearby_devices(organization, gateway=None):
         Device.objects.for_organization(organization)
         .filter(state=DeviceState.DISCOVERED, gateway__isnull=False)
         .select_related("device_type", "gateway")
-        .defer("gateway__secret", "gateway__agent_info", "device_type__image_extensions")
+        .defer(*ROW_DEFERRED)
         .order_by(F("last_seen").desc(nulls_last=True), "-id")
     )
     return devices.filter(gateway=gateway) if gateway is not None else devices

@@ -6,5 +6,3 @@ RECENT_OPERATIONS = 10
 FAILED_SHOWN = 100  # in a bulk operation's detail; ``failures/`` pages through all of them
 TOO_MANY = f"Give at most {MAX_SELECTION:,} devices at a time."
 NO_SUCH_GROUP = "No such group in this organization."
-# Never loaded by a device page: the gateway's secret would be decrypted once per row.
-DEVICE_DEFERRED = ("gateway__secret", "gateway__agent_info", "device_type__image_extensions")

@@ -9,7 +9,6 @@ the widgets, so the API cannot drift from them. Lists cost a constant number of 
 from functools import partial
 
 from django.db import transaction
-from django.db.models import Count, Prefetch
 from django.urls import reverse
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import mixins, serializers, status, viewsets
@@ -17,7 +16,7 @@ from rest_framework.decorators import action
 from rest_framework.response import Response
 
 from devices import operations
-from devices.api.schema import DEVICE_DEFERRED, FAILED_SHOWN, NO_SUCH_GROUP, RECENT_OPERATIONS
+from devices.api.schema import FAILED_SHOWN, NO_SUCH_GROUP, RECENT_OPERATIONS
 from devices.api.serializers import (
     BulkOperationDetailSerializer,
     BulkOperationSerializer,
@@ -34,7 +33,6 @@ from devices.api.serializers import (
     PlanSerializer,
     RetrySerializer,
 )
-from devices.choices import OperationState
 from devices.filters import DeviceFilterSet, GatewayFilterSet, KeysFirstPaginator
 from devices.forms import DeviceActionForm, Selection, add_to_group, remove_from_group
 from devices.models import BulkOperation, Device, DeviceGroup, Gateway, Operation
@@ -49,21 +47,11 @@ from portal.api import (
 )
 
 
-def groups_prefetch():
-    # A plain list per device, read by the serializer without a related manager each.
-    return Prefetch("groups", queryset=DeviceGroup.objects.only("pk", "name"), to_attr="group_list")
-
-
 class BulkResponseMixin:
     def bulk_detail(self, bulk):
         """A bulk operation with its open counts and first failures (two more queries)."""
         bulk.open = operations.open_counts(bulk=bulk)
-        bulk.failed_devices = list(
-            Operation.objects.filter(bulk=bulk, state=OperationState.FAILED)
-            .select_related("device")
-            .only("device__serial_number", "code", "error", "attempts", "finished_at")
-            .order_by("id")[:FAILED_SHOWN]
-        )
+        bulk.failed_devices = list(Operation.objects.failed_of(bulk)[:FAILED_SHOWN])
         return BulkOperationDetailSerializer(bulk, context=self.get_serializer_context()).data
 
     def started(self, bulk):
@@ -96,12 +84,7 @@ class DeviceViewSet(
     filterset_class = DeviceFilterSet
 
     def page_rows(self):
-        return (
-            self.scoped(Device)
-            .select_related("device_type", "gateway")
-            .defer(*DEVICE_DEFERRED)
-            .prefetch_related(groups_prefetch())
-        )
+        return self.scoped(Device).with_relations()
 
     def get_queryset(self):
         return self.page_rows()
@@ -196,9 +179,7 @@ class GroupViewSet(OrganizationScopedMixin, viewsets.ModelViewSet):
     rules = {"list": "view", "retrieve": "view"}
 
     def get_queryset(self):
-        return (
-            self.scoped(DeviceGroup).annotate(device_count=Count("devices")).order_by("name", "pk")
-        )
+        return self.scoped(DeviceGroup).with_device_count().order_by("name", "pk")
 
     def perform_create(self, serializer):
         with transaction.atomic():
@@ -290,12 +271,7 @@ class GatewayViewSet(OrganizationScopedMixin, viewsets.ReadOnlyModelViewSet):
     filterset_class = GatewayFilterSet
 
     def get_queryset(self):
-        return (
-            self.scoped(Gateway)
-            .defer("secret")
-            .annotate(device_count=Count("devices"))
-            .order_by("name", "pk")
-        )
+        return self.scoped(Gateway).for_list().order_by("name", "pk")
 
 
 @extend_schema(tags=["operations"])
@@ -319,13 +295,7 @@ class BulkOperationViewSet(
     def failures(self, request, pk=None):
         """Every failed device of the bulk operation with the reason, a page at a time."""
         bulk = self.get_object()
-        failed = (
-            Operation.objects.filter(bulk=bulk, state=OperationState.FAILED)
-            .select_related("device")
-            .only("device__serial_number", "code", "error", "attempts", "finished_at")
-            .order_by("id")
-        )
-        page = self.paginate_queryset(failed)
+        page = self.paginate_queryset(Operation.objects.failed_of(bulk))
         return self.get_paginated_response(FailureSerializer(page, many=True).data)
 
     @extend_schema(request=None, responses={200: CancelledSerializer, **REFUSED, **NOT_FOUND})

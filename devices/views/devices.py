@@ -4,7 +4,6 @@ import time
 from urllib.parse import urlparse
 
 from django.conf import settings
-from django.db.models import Prefetch
 from django.shortcuts import get_object_or_404
 from django.urls import reverse
 from django.views import View
@@ -16,17 +15,8 @@ from devices.operations import BULK_ACTIONS
 from portal.htmx import render_varying, wants_partial
 from portal.tenancy import OrganizationRequiredMixin
 
-# Columns a page never shows; the gateway's secret would be decrypted once per row.
 # The row menu's device actions, in the order shown.
 DEVICE_ACTIONS = [(a.value, a.label) for a in BULK_ACTIONS]
-
-LIST_DEFERRED = ("gateway__secret", "gateway__agent_info", "device_type__image_extensions")
-
-
-def groups_prefetch():
-    # A plain list per device: templates read it twice per row, and every
-    # ``device.groups`` access would build a new related manager.
-    return Prefetch("groups", queryset=DeviceGroup.objects.only("pk", "name"), to_attr="group_list")
 
 
 class DeviceListView(OrganizationRequiredMixin, View):
@@ -55,12 +45,7 @@ class DeviceListView(OrganizationRequiredMixin, View):
             page_sizes=settings.DEVICES_PAGE_SIZES,
             base_url=list_url,
         )
-        rows = (
-            self.scoped(Device)
-            .select_related("device_type", "gateway")
-            .defer(*LIST_DEFERRED)
-            .prefetch_related(groups_prefetch())
-        )
+        rows = self.scoped(Device).with_relations()
         paginator = KeysFirstPaginator(
             devices_filter.qs,
             devices_filter.per_page,
@@ -123,13 +108,7 @@ class DeviceListView(OrganizationRequiredMixin, View):
 
 class DeviceDetailView(OrganizationRequiredMixin, View):
     def get(self, request, pk):
-        device = get_object_or_404(
-            self.scoped(Device)
-            .select_related("device_type", "gateway")
-            .defer("gateway__secret", "gateway__agent_info")
-            .prefetch_related(groups_prefetch()),
-            pk=pk,
-        )
+        device = get_object_or_404(self.scoped(Device).with_relations(), pk=pk)
         recent = device.operations.select_related("bulk").order_by("-id")[:10]
         context = {"device": device, "device_actions": DEVICE_ACTIONS, "operations": recent}
         return render_varying(request, "devices/device_detail.html", context)

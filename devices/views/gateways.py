@@ -7,8 +7,6 @@ in the list, which does not even load the column).
 
 from django.core.paginator import Paginator
 from django.db import transaction
-from django.db.models import Count, OuterRef, Subquery
-from django.db.models.functions import Coalesce
 from django.shortcuts import get_object_or_404
 from django.urls import reverse
 from django.utils.cache import add_never_cache_headers
@@ -19,7 +17,7 @@ from django.views.decorators.debug import sensitive_variables
 from devices import agent_config
 from devices.filters import GatewayFilterSet
 from devices.forms import GatewayForm
-from devices.models import Device, Gateway
+from devices.models import Gateway
 from portal import audit
 from portal.choices import AuditOutcome
 from portal.htmx import DialogView, render_varying, safe_next, wants_partial
@@ -29,12 +27,6 @@ GATEWAYS_PER_PAGE = 25
 # Tells the Gateways widget to reload without closing the dialog (``groupsChanged``
 # would: the dialog still has to show the secret).
 GATEWAYS_CHANGED = "gatewaysChanged"
-
-
-def device_count():
-    """A correlated count, not a join: COUNT(*) of the list can then drop it."""
-    devices = Device.objects.filter(gateway=OuterRef("pk")).order_by().values("gateway")
-    return Coalesce(Subquery(devices.annotate(n=Count("pk")).values("n")), 0)
 
 
 class GatewayListView(OrganizationRequiredMixin, View):
@@ -47,7 +39,7 @@ class GatewayListView(OrganizationRequiredMixin, View):
         list_url = reverse("devices:gateways-widget")
         gateway_filter = GatewayFilterSet(
             request.GET,
-            self.scoped(Gateway).defer("secret").annotate(device_count=device_count()),
+            self.scoped(Gateway).for_list(),
             base_url=list_url,
         )
         gateways = gateway_filter.qs.order_by("name", "pk")

@@ -1,7 +1,6 @@
 """The Groups widget and its dialogs: create, rename, delete, add and remove devices."""
 
 from django.db import transaction
-from django.db.models import Count
 from django.shortcuts import get_object_or_404
 from django.urls import reverse
 from django.views import View
@@ -35,7 +34,7 @@ class GroupListView(OrganizationRequiredMixin, View):
         paginator = KeysFirstPaginator(
             groups.order_by("name", "pk"),
             GROUPS_PER_PAGE,
-            rows=groups.annotate(device_count=Count("devices")),
+            rows=groups.with_device_count(),
         )
         page = paginator.get_page(request.GET.get("page"))
         list_url = reverse("devices:groups-widget")

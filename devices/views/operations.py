@@ -15,7 +15,6 @@ from django.urls import reverse
 from django.views import View
 
 from devices import operations
-from devices.choices import OperationState
 from devices.forms import DeviceActionForm
 from devices.lifecycle import Action
 from devices.models import BulkOperation, Device, DeviceGroup, Operation
@@ -144,21 +143,9 @@ class OperationDetailView(BulkObjectMixin, OrganizationRequiredMixin, View):
 
     def get(self, request, pk):
         bulk = self.get_bulk(pk)
-        failed = (
-            Operation.objects.filter(bulk=bulk, state=OperationState.FAILED)
-            .select_related("device", "gateway")
-            .only(
-                "device__serial_number",
-                "device__state",
-                "gateway__name",
-                "code",
-                "error",
-                "attempts",
-                "finished_at",
-            )
-            .order_by("id")
+        page = Paginator(Operation.objects.failed_of(bulk), FAILED_PER_PAGE).get_page(
+            request.GET.get("page")
         )
-        page = Paginator(failed, FAILED_PER_PAGE).get_page(request.GET.get("page"))
         context = {"bulk": bulk, "failed_page": page, "verb": VERBS.get(bulk.kind, ("Run",))[0]}
         return render_varying(request, "devices/operation_detail.html", context)
 
