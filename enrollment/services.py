@@ -17,7 +17,7 @@
 from collections import defaultdict
 
 from django.db import transaction
-from django.db.models import F, OuterRef, Subquery
+from django.db.models import Case, CharField, F, OuterRef, Subquery, Value, When
 from django.utils import timezone
 
 from devices import lifecycle, operations
@@ -249,27 +249,42 @@ def record_app_enrollment(organization, user, row: dict) -> EnrollmentRecord:
     return record
 
 
-def follow_operations(state, rows, code, error, now) -> None:
+def follow_operations(state, rows, now) -> None:
     """A finish hook (``devices.operations.FINISH_HOOKS``): enrollments end with their
     operations. Matched by device among the records in progress — a device has one
     enrollment in flight at a time (``send`` moves it to ``enrolling``, which takes no
-    second ``enroll``), while a record that failed earlier keeps its reason."""
-    device_ids = [r["device_id"] for r in rows if r["kind"] == Action.ENROLL]
-    if not device_ids:
+    second ``enroll``), while a record that failed earlier keeps its reason. One UPDATE
+    per chunk, whatever the reasons: each record gets its own operation's."""
+    rows = [r for r in rows if r["kind"] == Action.ENROLL]
+    if not rows:
         return
-    if state == OperationState.DONE:
-        status, reason = EnrollmentStatus.DONE, ""
-    else:
-        status = EnrollmentStatus.FAILED
-        reason = CANCELLED if state == OperationState.CANCELLED else (error or code)
-    for chunk in chunks(device_ids):
+    done = state == OperationState.DONE
+    status = EnrollmentStatus.DONE if done else EnrollmentStatus.FAILED
+    for chunk in chunks(rows, size=2500):  # each device id twice: the filter and a CASE
+        by_reason = defaultdict(list)
+        for r in chunk:
+            by_reason[_reason(state, r)].append(r["device_id"])
+        reason = Case(
+            *[When(device_id__in=ids, then=Value(text)) for text, ids in by_reason.items()],
+            default=Value(""),
+            output_field=CharField(),
+        )
         EnrollmentRecord.objects.filter(
-            device_id__in=chunk,
+            device_id__in=[r["device_id"] for r in chunk],
             app_only=False,
             status=EnrollmentStatus.IN_PROGRESS,
-        ).update(status=status, reason=reason[:500], finished_at=now, updated_at=now)
-    organizations = {r["organization_id"] for r in rows if r["kind"] == Action.ENROLL}
+        ).update(status=status, reason=reason, finished_at=now, updated_at=now)
+    organizations = {r["organization_id"] for r in rows}
     transaction.on_commit(lambda: _refresh(organizations))
+
+
+def _reason(state, row) -> str:
+    """What a record says when its operation ended: nothing, cancelled, or the failure."""
+    if state == OperationState.DONE:
+        return ""
+    if state == OperationState.CANCELLED:
+        return CANCELLED
+    return (row["error"] or row["code"])[:500]
 
 
 def _refresh(organization_ids) -> None:

@@ -5,7 +5,9 @@ import json
 
 import pytest
 from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
+from django.utils import timezone
 
 from devices import operations
 from devices.choices import DeviceState as S
@@ -121,6 +123,48 @@ def test_outcomes_reach_the_records_and_failures_can_be_retried(org, admin, gate
     answer(list(Operation.objects.filter(bulk=again)))
     failed.refresh_from_db()
     assert failed.status == EnrollmentStatus.DONE and failed.reason == ""
+
+
+def test_failures_with_a_reason_each_cost_the_same_queries_for_5_or_40_devices(
+    org, admin, gateway, device_type
+):
+    """Each device fails for its own reason; the batch's queries do not grow with them.
+
+    The bridge hands over a batch of results; its operations, devices, bulk counters and
+    enrollment records are each written with one statement, however many reasons.
+    """
+    make_license(org, seats=100)
+
+    def fail_each_differently(n, prefix):
+        _records, bulk = enroll(org, admin, gateway, device_type, n=n, prefix=prefix)
+        send_all([gateway])
+        ops = list(Operation.objects.filter(bulk=bulk))
+        batch = [
+            (
+                GatewayRef(gateway.id, gateway.uid, org.pk, gateway.secret),
+                [
+                    {"op": op.wire_id, "ok": False, "code": "rejected", "reason": f"bad key {i}"}
+                    for i, op in enumerate(ops)
+                ],
+            )
+        ]
+        with CaptureQueriesContext(connection) as queries:
+            operations.complete(batch, timezone.now())
+        return len(queries)
+
+    few, many = fail_each_differently(5, "FEW"), fail_each_differently(40, "MANY")
+    assert few == many
+    reasons = dict(
+        EnrollmentRecord.objects.filter(serial_number__startswith="MANY").values_list(
+            "serial_number", "reason"
+        )
+    )
+    assert len(set(reasons.values())) == 40 and reasons["MANY-0007"] == "bad key 7"
+    failed = Operation.objects.filter(
+        state=OperationState.FAILED, device__serial_number="MANY-0007"
+    )
+    assert failed.get().error == "bad key 7"
+    assert Device.objects.get(serial_number="MANY-0007").state == S.FAILED
 
 
 def test_over_capacity_nothing_is_sent(org, admin, gateway, device_type):

@@ -9,7 +9,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from devices import operations
+from devices import lifecycle, operations
 from devices.choices import DeviceState as S
 from devices.choices import OperationState
 from devices.ingest import GatewayRef
@@ -289,7 +289,7 @@ def test_a_device_provisioned_elsewhere_is_pointed_to_reprovision(org, gateways)
     (stray,) = devices_of(org, gateways, 1, reported_state="provisioned")
     provision = operations.plan(org, Action.PROVISION, Device.objects.for_organization(org))
     assert provision.skipped == [
-        {"id": stray.pk, "serial": stray.serial_number, "reason": operations.PROVISIONED_ELSEWHERE}
+        {"id": stray.pk, "serial": stray.serial_number, "reason": lifecycle.PROVISIONED_ELSEWHERE}
     ]
     reprovision = operations.plan(org, Action.REPROVISION, Device.objects.for_organization(org))
     assert [r["id"] for r in reprovision.eligible] == [stray.pk]

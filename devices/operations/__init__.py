@@ -37,7 +37,7 @@ from devices.operations.dispatch import (
     unclaim,
 )
 from devices.operations.finish import FINISH_HOOKS
-from devices.operations.preview import NO_GATEWAY, NOT_FOUND, PROVISIONED_ELSEWHERE, Plan, plan
+from devices.operations.preview import NO_GATEWAY, NOT_FOUND, Plan, plan
 from devices.operations.reconciling import Reconciled, open_counts, reconcile
 from devices.operations.results import complete
 from devices.operations.starting import NothingToDo, cancel, retry_failed, start
@@ -48,7 +48,6 @@ __all__ = [
     "FINISH_HOOKS",
     "NO_GATEWAY",
     "NOT_FOUND",
-    "PROVISIONED_ELSEWHERE",
     "SKIPPED_KEPT",
     "WIRE_KIND",
     "NothingToDo",

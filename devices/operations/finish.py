@@ -10,7 +10,7 @@ import uuid
 from collections import Counter, defaultdict
 from datetime import datetime
 
-from django.db.models import F, Q
+from django.db.models import Case, CharField, F, Q, Value, When
 
 from devices import lifecycle
 from devices.choices import OPEN_OPERATION_STATES, OperationState
@@ -18,9 +18,11 @@ from devices.ingest import Changes
 from devices.models import BulkOperation, Device, Operation
 from devices.operations.base import chunks, progress
 
-# Called inside ``finish``'s transaction with (state, rows, code, error, now), rows being
-# the operations just closed (id, kind, device_id, ...): other apps follow outcomes here
-# (the enrollment records) without this package knowing them.
+# Called inside ``finish``'s transaction with (state, rows, now), rows being the
+# operations just closed (id, bulk_id, device_id, kind, from_state, organization_id,
+# code, error): other apps follow outcomes here (the enrollment records) without this
+# package knowing them. A hook costs a constant number of queries per call, however
+# many rows and however many different reasons they carry.
 FINISH_HOOKS: list = []
 
 _OUTCOME_FIELD = {
@@ -30,21 +32,34 @@ _OUTCOME_FIELD = {
 }
 
 
-def finish(filters: Q, state: str, now: datetime, changes: Changes | None, **fields) -> int:
+def finish(
+    filters: Q,
+    state: str,
+    now: datetime,
+    changes: Changes | None,
+    *,
+    code: str = "",
+    error: str = "",
+    outcomes: dict[int, tuple[str, str]] | None = None,
+) -> int:
     """Close the open operations matching ``filters``; advance counters and devices.
 
-    The claim token makes this exact under races: only the rows this UPDATE closed are
-    read back, counted, and have their device moved.
+    ``code`` and ``error`` say why, for every row; ``outcomes`` (operation id → (code,
+    error)) says it per row instead — a gateway's batch of failures, each with its own
+    reason, is still one UPDATE. The claim token makes this exact under races: only
+    the rows this UPDATE closed are read back, counted, and have their device moved.
     """
     token = uuid.uuid4()
+    if outcomes:
+        code, error = _per_row(outcomes, 0), _per_row(outcomes, 1)
     closed = Operation.objects.filter(filters, state__in=OPEN_OPERATION_STATES).update(
-        state=state, claim=token, finished_at=now, **fields
+        state=state, claim=token, finished_at=now, code=code, error=error
     )
     if not closed:
         return 0
     rows = list(
         Operation.objects.filter(claim=token).values(
-            "id", "bulk_id", "device_id", "kind", "from_state", "organization_id"
+            "id", "bulk_id", "device_id", "kind", "from_state", "organization_id", "code", "error"
         )
     )
     per_bulk = Counter(r["bulk_id"] for r in rows)
@@ -69,11 +84,20 @@ def finish(filters: Q, state: str, now: datetime, changes: Changes | None, **fie
             for chunk in chunks(ids):
                 lifecycle.apply_bulk(Device.objects.filter(pk__in=chunk), action)
     for hook in FINISH_HOOKS:
-        hook(state, rows, fields.get("code", ""), fields.get("error", ""), now)
+        hook(state, rows, now)
     _close_bulks(per_bulk, now)
     if changes is not None:
         _report(device_ids, per_bulk, changes)
     return closed
+
+
+def _per_row(outcomes: dict[int, tuple[str, str]], index: int) -> Case:
+    """One CASE for a column: a WHEN per distinct value, each naming its rows."""
+    by_value = defaultdict(list)
+    for pk, values in outcomes.items():
+        by_value[values[index]].append(pk)
+    whens = [When(pk__in=ids, then=Value(value)) for value, ids in by_value.items()]
+    return Case(*whens, default=Value(""), output_field=CharField())
 
 
 def _close_bulks(bulk_ids, now) -> None:

@@ -8,19 +8,13 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from devices import lifecycle
-from devices.choices import DeviceState
-from devices.lifecycle import LICENSED_STATES, Action
+from devices.lifecycle import LICENSED_STATES
 from devices.models import Gateway
 from devices.operations.base import WIRE_KIND
-from gateway.codes import DeviceLinkState
 from licensing import capacity
 
 NO_GATEWAY = "It has no gateway to reach it through."
 NOT_FOUND = "No such device in this organization."
-PROVISIONED_ELSEWHERE = (
-    "It says it is provisioned already, but not by this portal: reprovision it to give it "
-    "this portal's configuration."
-)
 
 
 def takes_seat(from_state: str, action: str) -> bool:
@@ -88,16 +82,11 @@ def plan(organization, action: str, devices, *, lock: bool = False, requested_id
             result.skipped.append({"id": pk, "serial": f"#{pk}", "reason": NOT_FOUND})
     by_gateway: Counter = Counter()
     for row in rows:
-        reason = lifecycle.reason_forbidden(row["state"], action)
+        reason = lifecycle.reason_forbidden(
+            row["state"], action, reported_state=row["reported_state"]
+        )
         if reason is None and row["gateway_id"] is None:
             reason = NO_GATEWAY
-        if (
-            reason is None
-            and action == Action.PROVISION
-            and row["state"] == DeviceState.DISCOVERED
-            and row["reported_state"] == DeviceLinkState.PROVISIONED
-        ):
-            reason = PROVISIONED_ELSEWHERE
         if reason:
             result.skipped.append(
                 {"id": row["id"], "serial": row["serial_number"], "reason": reason}
