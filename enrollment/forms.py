@@ -6,6 +6,7 @@ from django import forms
 from devices.models import DeviceType, Gateway
 from enrollment import batch, services
 from enrollment.validators import KEY_MAX, clean_key, clean_serial
+from portal.forms import file_or_text
 
 
 class EnrollForm(forms.Form):
@@ -121,11 +122,9 @@ class BatchForm(forms.Form):
 
     def clean(self):
         cleaned = super().clean()
-        upload, text = cleaned.get("file"), cleaned.get("text") or ""
-        if upload and text.strip():
-            raise forms.ValidationError("Upload a file or paste a list, not both.")
-        if not upload and not text.strip():
-            raise forms.ValidationError("Choose a file or paste a list.")
+        upload, text = file_or_text(
+            cleaned, what="a list", neither="Choose a file or paste a list."
+        )
         if upload:
             data = batch.read_upload(upload)
             cleaned["source"] = upload.name

@@ -11,6 +11,7 @@
   transaction — the portal form, the installer pages and the API all come through it.
 - ``record_app_enrollment``: the installer app enrolled the device itself over BLE.
 - ``follow_operations``: records follow their operations' outcomes (a finish hook).
+- ``add_photo``: the installation photo, stored and audited (installer pages and API).
 - ``nearby_devices``: what the gateways discovered and nobody enrolled yet (installer, API).
 """
 
@@ -25,6 +26,7 @@ from devices.choices import DeviceState, OperationState
 from devices.lifecycle import Action
 from devices.models import ROW_DEFERRED, Device, DeviceType
 from devices.operations import chunks
+from enrollment import photos
 from enrollment.choices import OPEN_STATUSES, EnrollmentStatus
 from enrollment.models import EnrollmentRecord
 from licensing import capacity
@@ -309,3 +311,10 @@ def nearby_devices(organization, gateway=None):
         .order_by(F("last_seen").desc(nulls_last=True), "-id")
     )
     return devices.filter(gateway=gateway) if gateway is not None else devices
+
+
+def add_photo(organization, user, record, jpeg: bytes) -> None:
+    """The installation photo (already cleaned by ``photos.clean``), stored and audited."""
+    with transaction.atomic():
+        photos.attach(record, jpeg)
+        audit.record(organization, user, "enrollment.photo", [record.pk], object_type="enrollment")

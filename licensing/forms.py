@@ -8,6 +8,7 @@ from licensing import signing
 from licensing.models import License
 from portal import audit
 from portal.choices import AuditOutcome
+from portal.forms import file_or_text
 
 
 def license_id_used(license_id) -> bool:
@@ -43,11 +44,9 @@ class LicenseUploadForm(forms.Form):
 
     def clean(self):
         cleaned = super().clean()
-        upload, text = cleaned.get("file"), cleaned.get("text") or ""
-        if upload and text.strip():
-            raise forms.ValidationError("Upload a file or paste the license, not both.")
-        if not upload and not text.strip():
-            raise forms.ValidationError("Choose a license file or paste its contents.")
+        upload, text = file_or_text(
+            cleaned, what="the license", neither="Choose a license file or paste its contents."
+        )
         if upload:
             # Read one byte past the limit: enough to refuse a big file without loading it.
             data = upload.read(signing.MAX_FILE_BYTES + 1)

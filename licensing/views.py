@@ -12,7 +12,7 @@ from django.views import View
 from licensing import capacity
 from licensing.forms import LicenseUploadForm
 from portal import tenancy
-from portal.htmx import render_varying, wants_partial
+from portal.htmx import render_widget
 
 
 class LicensesMixin(tenancy.OrganizationRequiredMixin):
@@ -28,12 +28,12 @@ class LicensesMixin(tenancy.OrganizationRequiredMixin):
             "form": form,
             "notice": notice,
         }
-        template = (
-            "licensing/_licenses_widget.html"
-            if wants_partial(self.request)
-            else "licensing/license_list.html"
+        return render_widget(
+            self.request,
+            context,
+            page="licensing/license_list.html",
+            widget="licensing/_licenses_widget.html",
         )
-        return render_varying(self.request, template, context)
 
 
 class LicensesWidgetView(LicensesMixin, View):

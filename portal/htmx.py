@@ -7,6 +7,7 @@ its templates are ``portal/dialogs/``, and each view brings only its body.
 """
 
 import json
+from urllib.parse import urlsplit
 
 from django.contrib import messages
 from django.http import HttpResponse
@@ -32,6 +33,26 @@ def render_varying(request, template, context, status=200):
     response = render(request, template, context, status=status)
     patch_vary_headers(response, ("HX-Request",))  # fragment and page share one URL
     return response
+
+
+def render_widget(request, context, *, page, widget, results="", results_id=""):
+    """A widget's three renderings from one URL: its results alone (an htmx swap of the
+    element ``results_id``), the whole widget (the dashboard's first load), or ``page``
+    (a plain visit, a history restore)."""
+    if not wants_partial(request):
+        template = page
+    elif results and request.htmx.target == results_id:
+        template = results
+    else:
+        template = widget
+    return render_varying(request, template, context)
+
+
+def on_own_page(request, list_url) -> bool:
+    """True on a widget's standalone page, where its links also update the address bar."""
+    if not wants_partial(request):
+        return True
+    return urlsplit(request.htmx.current_url or "").path == list_url
 
 
 def safe_next(request, default="dashboard"):

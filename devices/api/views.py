@@ -170,6 +170,12 @@ class DeviceViewSet(
         return self.started(bulk)
 
 
+MEMBERSHIP_SCHEMA = extend_schema(
+    request=DeviceIdsSerializer,
+    responses={200: MembershipChangeSerializer, **FIELD_ERRORS, **REFUSED, **NOT_FOUND},
+)
+
+
 @extend_schema(tags=["groups"])
 class GroupViewSet(OrganizationScopedMixin, viewsets.ModelViewSet):
     """Device groups: create, rename, delete, and add or remove devices."""
@@ -244,19 +250,13 @@ class GroupViewSet(OrganizationScopedMixin, viewsets.ModelViewSet):
             }
         )
 
-    @extend_schema(
-        request=DeviceIdsSerializer,
-        responses={200: MembershipChangeSerializer, **FIELD_ERRORS, **REFUSED, **NOT_FOUND},
-    )
+    @MEMBERSHIP_SCHEMA
     @action(detail=True, methods=["post"], url_path="add-devices", url_name="add-devices")
     def add_devices(self, request, pk=None):
         """Put devices into the group; ids of no device here are listed, not errors."""
         return self.change_membership("add")
 
-    @extend_schema(
-        request=DeviceIdsSerializer,
-        responses={200: MembershipChangeSerializer, **FIELD_ERRORS, **REFUSED, **NOT_FOUND},
-    )
+    @MEMBERSHIP_SCHEMA
     @action(detail=True, methods=["post"], url_path="remove-devices", url_name="remove-devices")
     def remove_devices(self, request, pk=None):
         """Take devices out of the group (they stay in the inventory)."""

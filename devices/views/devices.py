@@ -1,7 +1,6 @@
 """The Devices widget (also the /devices/ page) and the device page."""
 
 import time
-from urllib.parse import urlparse
 
 from django.conf import settings
 from django.shortcuts import get_object_or_404
@@ -12,7 +11,7 @@ from devices.choices import DeviceState
 from devices.filters import DeviceFilterSet, Facets, KeysFirstPaginator
 from devices.models import Device, DeviceGroup, DeviceType, Gateway
 from devices.operations import BULK_ACTIONS
-from portal.htmx import render_varying, wants_partial
+from portal.htmx import on_own_page, render_varying, render_widget
 from portal.tenancy import OrganizationRequiredMixin
 
 # The row menu's device actions, in the order shown.
@@ -65,22 +64,16 @@ class DeviceListView(OrganizationRequiredMixin, View):
             "page_sizes": devices_filter.page_sizes,
             "page_links": self.page_links(devices_filter, page),
             "self_url": devices_filter.url(page=page.number),
-            "standalone": self.is_standalone(list_url),
+            "standalone": on_own_page(request, list_url),
         }
-        if not wants_partial(request):
-            template = "devices/device_list.html"
-        elif request.htmx.target == "devices-results":
-            template = "devices/_device_results.html"
-        else:
-            template = "devices/_devices_widget.html"
-        return render_varying(request, template, context)
-
-    def is_standalone(self, list_url):
-        """True on the /devices/ page itself, where links also update the address bar."""
-        if not wants_partial(self.request):
-            return True
-        current = self.request.htmx.current_url or ""
-        return urlparse(current).path == list_url
+        return render_widget(
+            request,
+            context,
+            page="devices/device_list.html",
+            widget="devices/_devices_widget.html",
+            results="devices/_device_results.html",
+            results_id="devices-results",
+        )
 
     @staticmethod
     def page_links(devices_filter, page):

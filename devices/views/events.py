@@ -9,7 +9,6 @@ index, and the rate is one grouped query over two minutes of the
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from urllib.parse import urlparse
 
 from django.db.models import Count, Func, IntegerField
 from django.http import JsonResponse
@@ -19,7 +18,7 @@ from django.views import View
 
 from devices.filters import EVENT_KINDS, EVENT_PAGE_SIZES, WINDOWS, EventFilterSet
 from devices.models import DeviceEvent, Gateway
-from portal.htmx import render_varying, wants_partial
+from portal.htmx import on_own_page, render_widget
 from portal.tenancy import OrganizationRequiredMixin
 
 LIVE_ROWS = 50  # rows events.js keeps while it prepends live samples
@@ -97,21 +96,16 @@ class EventListView(OrganizationRequiredMixin, View):
                 "colours": KIND_COLOURS,
                 "seconds": RATE_SECONDS,
             },
-            "standalone": self.is_standalone(list_url),
+            "standalone": on_own_page(request, list_url),
         }
-        if not wants_partial(request):
-            template = "devices/event_list.html"
-        elif request.htmx.target == "events-results":
-            template = "devices/_event_results.html"
-        else:
-            template = "devices/_events_widget.html"
-        return render_varying(request, template, context)
-
-    def is_standalone(self, list_url):
-        """True on the /devices/events/ page itself, where links also update the address bar."""
-        if not wants_partial(self.request):
-            return True
-        return urlparse(self.request.htmx.current_url or "").path == list_url
+        return render_widget(
+            request,
+            context,
+            page="devices/event_list.html",
+            widget="devices/_events_widget.html",
+            results="devices/_event_results.html",
+            results_id="events-results",
+        )
 
 
 class EpochSecond(Func):

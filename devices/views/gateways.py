@@ -20,7 +20,7 @@ from devices.forms import GatewayForm
 from devices.models import Gateway
 from portal import audit
 from portal.choices import AuditOutcome
-from portal.htmx import DialogView, render_varying, safe_next, wants_partial
+from portal.htmx import DialogView, render_varying, render_widget, safe_next, wants_partial
 from portal.tenancy import OrganizationRequiredMixin
 
 GATEWAYS_PER_PAGE = 25
@@ -55,17 +55,28 @@ class GatewayListView(OrganizationRequiredMixin, View):
             "next_url": gateway_filter.url(page=page.number + 1) if page.has_next() else "",
             "statuses": [("online", "Online"), ("offline", "Offline")],
         }
-        if not wants_partial(request):
-            template = "devices/gateway_list.html"
-        elif request.htmx.target == "gateways-results":
-            template = "devices/_gateway_results.html"
-        else:
-            template = "devices/_gateways_widget.html"
-        return render_varying(request, template, context)
+        return render_widget(
+            request,
+            context,
+            page="devices/gateway_list.html",
+            widget="devices/_gateways_widget.html",
+            results="devices/_gateway_results.html",
+            results_id="gateways-results",
+        )
 
 
 class GatewayDialogView(DialogView):
     required_rule = "manage_gateways"
+
+    def audit(self, action, gateway):
+        audit.record(
+            self.organization,
+            self.request.user,
+            action,
+            [gateway],
+            uid=gateway.uid,
+            name=gateway.name,
+        )
 
     def get_gateway(self, pk):
         return get_object_or_404(self.scoped(Gateway).defer("secret"), pk=pk)
@@ -110,14 +121,7 @@ class GatewayCreateView(GatewayDialogView, View):
             secret = form.instance.new_secret()
             gateway = form.save_or_error()
             if gateway is not None:
-                audit.record(
-                    self.organization,
-                    request.user,
-                    "gateway.create",
-                    [gateway],
-                    uid=gateway.uid,
-                    name=gateway.name,
-                )
+                self.audit("gateway.create", gateway)
                 return self.show_secret(gateway, secret, f"Gateway “{gateway.name}” added")
         return self.render_dialog(form=form)
 
@@ -136,14 +140,7 @@ class GatewayRotateSecretView(GatewayDialogView, View):
         gateway = self.get_gateway(pk)
         with transaction.atomic():
             secret = gateway.rotate_secret()
-            audit.record(
-                self.organization,
-                request.user,
-                "gateway.rotate_secret",
-                [gateway],
-                uid=gateway.uid,
-                name=gateway.name,
-            )
+            self.audit("gateway.rotate_secret", gateway)
         return self.show_secret(gateway, secret, f"New secret for “{gateway.name}”")
 
 

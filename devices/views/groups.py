@@ -16,7 +16,7 @@ from devices.forms import (
 )
 from devices.models import Device, DeviceGroup
 from portal import audit
-from portal.htmx import DialogView, render_varying, wants_partial
+from portal.htmx import DialogView, render_widget
 from portal.tenancy import OrganizationRequiredMixin
 
 GROUPS_PER_PAGE = 25
@@ -45,10 +45,9 @@ class GroupListView(OrganizationRequiredMixin, View):
             "self_url": f"{list_url}?page={page.number}" if page.number > 1 else list_url,
             "list_url": list_url,
         }
-        template = (
-            "devices/_groups_widget.html" if wants_partial(request) else "devices/group_list.html"
+        return render_widget(
+            request, context, page="devices/group_list.html", widget="devices/_groups_widget.html"
         )
-        return render_varying(request, template, context)
 
 
 class SelectionDialogMixin:

@@ -18,7 +18,13 @@ from devices import operations
 from devices.forms import DeviceActionForm
 from devices.lifecycle import Action
 from devices.models import BulkOperation, Device, DeviceGroup, Operation
-from portal.htmx import GROUPS_CHANGED, DialogView, render_varying, safe_next, wants_partial
+from portal.htmx import (
+    GROUPS_CHANGED,
+    DialogView,
+    render_varying,
+    render_widget,
+    safe_next,
+)
 from portal.tenancy import OrganizationRequiredMixin
 
 OPERATIONS_CHANGED = "operationsChanged"
@@ -130,12 +136,12 @@ class OperationListView(OrganizationRequiredMixin, View):
             "open": operations.open_counts(self.organization),
             "self_url": reverse("devices:operations-widget"),
         }
-        template = (
-            "devices/_operations_widget.html"
-            if wants_partial(request)
-            else "devices/operation_list.html"
+        return render_widget(
+            request,
+            context,
+            page="devices/operation_list.html",
+            widget="devices/_operations_widget.html",
         )
-        return render_varying(request, template, context)
 
 
 class OperationDetailView(BulkObjectMixin, OrganizationRequiredMixin, View):

@@ -10,7 +10,7 @@ An access key goes in (``access_key``, write-only) and never comes out: no respo
 list or error message carries it, and ``decode-qr/`` answers ``has_key: true``.
 """
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError
 from django.http import FileResponse
 from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
@@ -38,7 +38,6 @@ from enrollment.filters import EnrollmentFilterSet
 from enrollment.forms import resolve_gateway
 from enrollment.models import EnrollmentRecord
 from enrollment.services import nearby_devices
-from portal import audit
 from portal.api import FIELD_ERRORS, NOT_FOUND, REFUSED, OrganizationScopedMixin
 
 
@@ -161,15 +160,7 @@ class EnrollmentViewSet(
             jpeg = photos.clean(upload)
         except photos.PhotoError as exc:
             return file_error("photo", str(exc))
-        with transaction.atomic():
-            photos.attach(record, jpeg)
-            audit.record(
-                self.organization,
-                request.user,
-                "enrollment.photo",
-                [record.pk],
-                object_type="enrollment",
-            )
+        services.add_photo(self.organization, request.user, record, jpeg)
         return Response(self.get_serializer(record).data)
 
     @extend_schema(

@@ -206,14 +206,7 @@ class InstallerEnrollView(InstallerMixin, View):
         except IntegrityError:
             return self.page(form, chosen, error=services.ALREADY_REQUESTED, status=409)
         if jpeg is not None:
-            photos.attach(record, jpeg)
-            audit.record(
-                self.organization,
-                request.user,
-                "enrollment.photo",
-                [record.pk],
-                object_type="enrollment",
-            )
+            services.add_photo(self.organization, request.user, record, jpeg)
         self.clear_draft()
         return redirect("enrollment:installer-result", pk=record.pk)
 

@@ -16,7 +16,7 @@ from enrollment.choices import EnrollmentStatus
 from enrollment.filters import EnrollmentFilterSet
 from enrollment.forms import EnrollForm
 from enrollment.models import EnrollmentRecord
-from portal.htmx import DialogView, render_varying, wants_partial
+from portal.htmx import DialogView, render_widget
 from portal.tenancy import OrganizationRequiredMixin
 
 PER_PAGE = 25
@@ -48,12 +48,12 @@ class EnrollmentWidgetView(OrganizationRequiredMixin, View):
             "can_enroll": self.allows("enroll"),
             "self_url": reverse("enrollment:widget"),
         }
-        template = (
-            "enrollment/_enrollment_widget.html"
-            if wants_partial(request)
-            else "enrollment/enrollment_list.html"
+        return render_widget(
+            request,
+            context,
+            page="enrollment/enrollment_list.html",
+            widget="enrollment/_enrollment_widget.html",
         )
-        return render_varying(request, template, context)
 
 
 class EnrollView(DialogView, View):
