@@ -191,7 +191,7 @@ SPECTACULAR_SETTINGS = {
 # --- Fleetgate
 DEVICES_PAGE_SIZES = (25, 50, 100, 200)
 
-# Operations (provision, deprovision, …): see devices/operations.py.
+# Operations (provision, deprovision, …): see the devices.operations package.
 OPERATIONS = {
     # Operations sent to one gateway and not yet answered; the rest wait their turn, so
     # one big batch cannot swamp a gateway's local link.
