@@ -157,8 +157,13 @@ class Harness:
         self.env = None
 
     @staticmethod
-    def add_arguments(parser) -> None:
-        """The options every end-to-end benchmark takes."""
+    def add_arguments(parser, *, gateways: int, workers: int | None = None) -> None:
+        """The options every end-to-end benchmark takes: how many simulated gateways (and
+        RQ workers, when it runs any), the broker and the scratch database."""
+        parser.add_argument("--gateways", type=int, default=gateways)
+        if workers is not None:
+            parser.add_argument("--workers", type=int, default=workers, help="RQ worker processes")
+            parser.add_argument("--timeout", type=float, default=600.0, help="give up after")
         parser.add_argument("--broker", default=None, help="MQTT URL (default: MQTT_URL)")
         parser.add_argument(
             "--database-file",

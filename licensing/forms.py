@@ -78,16 +78,14 @@ class LicenseUploadForm(forms.Form):
         claims = self.claims
         try:
             with transaction.atomic():
-                return License.objects.create(
-                    organization=self.organization,
-                    license_id=claims.license_id,
-                    capacity=claims.capacity,
-                    valid_from=claims.valid_from,
-                    valid_until=claims.valid_until,
-                    issued_at=claims.issued_at,
-                    raw=self.raw,
+                installed = License.from_claims(
+                    self.organization,
+                    claims,
+                    self.raw,
                     uploaded_by=user if user.is_authenticated else None,
                 )
+                installed.save()
+                return installed
         except IntegrityError:
             self.refusal = signing.already_used(claims.license_id)
             self.add_error(self.error_field, self.refusal.reason)

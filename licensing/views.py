@@ -12,11 +12,14 @@ from django.views import View
 from licensing import capacity
 from licensing.forms import LicenseUploadForm
 from portal import tenancy
-from portal.htmx import render_widget
+from portal.htmx import WidgetMixin
 
 
-class LicensesMixin(tenancy.OrganizationRequiredMixin):
-    def render_widget(self, form=None, notice=""):
+class LicensesMixin(WidgetMixin, tenancy.OrganizationRequiredMixin):
+    page_template = "licensing/license_list.html"
+    widget_template = "licensing/_licenses_widget.html"
+
+    def show(self, form=None, notice=""):
         """The widget body for htmx (the dashboard), the full page otherwise."""
         today = timezone.localdate()
         usage = capacity.usage(self.organization, today=today)
@@ -28,19 +31,14 @@ class LicensesMixin(tenancy.OrganizationRequiredMixin):
             "form": form,
             "notice": notice,
         }
-        return render_widget(
-            self.request,
-            context,
-            page="licensing/license_list.html",
-            widget="licensing/_licenses_widget.html",
-        )
+        return self.render_widget(context)
 
 
 class LicensesWidgetView(LicensesMixin, View):
     required_rule = "view"
 
     def get(self, request):
-        return self.render_widget()
+        return self.show()
 
 
 class LicenseUploadView(LicensesMixin, View):
@@ -50,12 +48,12 @@ class LicenseUploadView(LicensesMixin, View):
         form = LicenseUploadForm(request.POST, request.FILES, organization=self.organization)
         installed = form.install(request.user)
         if installed is None:
-            return self.render_widget(form)
+            return self.show(form)
         notice = (
             f"License installed: {installed.capacity} devices, "
             f"valid until {installed.valid_until.isoformat()}."
         )
         if request.htmx:
-            return self.render_widget(notice=notice)
+            return self.show(notice=notice)
         messages.success(request, notice)
         return redirect("licensing:widget")

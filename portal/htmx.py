@@ -48,6 +48,25 @@ def render_widget(request, context, *, page, widget, results="", results_id=""):
     return render_varying(request, template, context)
 
 
+class WidgetMixin:
+    """A widget's view: names its templates once, answers with ``render_widget(context)``."""
+
+    page_template = ""  # the standalone page
+    widget_template = ""  # the widget's body, for the dashboard
+    results_template = ""  # only the results, swapped into the element ``results_id``
+    results_id = ""
+
+    def render_widget(self, context):
+        return render_widget(
+            self.request,
+            context,
+            page=self.page_template,
+            widget=self.widget_template,
+            results=self.results_template,
+            results_id=self.results_id,
+        )
+
+
 def on_own_page(request, list_url) -> bool:
     """True on a widget's standalone page, where its links also update the address bar."""
     if not wants_partial(request):

@@ -5,6 +5,8 @@ from datetime import timedelta
 
 from django.contrib.auth import get_user_model
 from django.utils import timezone
+from rest_framework.authtoken.models import Token
+from rest_framework.test import APIClient
 
 from devices.choices import Protocol
 from devices.models import Device, DeviceGroup, DeviceType, Gateway
@@ -144,12 +146,14 @@ def make_license(organization, seats=10, *, valid_from=None, valid_until=None):
         },
     )
     claims = signing.verify(data, DEMO_PUBLIC_KEY, organization=organization.slug, today=valid_from)
-    return License.objects.create(
-        organization=organization,
-        license_id=claims.license_id,
-        capacity=claims.capacity,
-        valid_from=claims.valid_from,
-        valid_until=claims.valid_until,
-        issued_at=claims.issued_at,
-        raw=data.decode(),
-    )
+    row = License.from_claims(organization, claims, data.decode())
+    row.save()
+    return row
+
+
+def api_client(user):
+    """A REST client that authenticates as ``user`` with a token (``manage.py api_token``)."""
+    client = APIClient()
+    token, _ = Token.objects.get_or_create(user=user)
+    client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+    return client

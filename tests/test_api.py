@@ -28,6 +28,7 @@ from portal.choices import Role
 from portal.models import AuditEntry
 from tests.factories import (
     PASSWORD,
+    api_client,
     make_device,
     make_device_type,
     make_devices,
@@ -47,13 +48,6 @@ GROUPS = reverse("api:group-list")
 GATEWAYS = reverse("api:gateway-list")
 OPERATIONS = reverse("api:operation-list")
 LICENSES = reverse("api:license-list")
-
-
-def api_client(user):
-    client = APIClient()
-    token, _ = Token.objects.get_or_create(user=user)
-    client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
-    return client
 
 
 @pytest.fixture

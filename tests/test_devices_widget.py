@@ -9,15 +9,12 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from devices.choices import DeviceState
-from portal.choices import Role
 from tests.factories import (
     make_device,
     make_device_type,
     make_devices,
     make_gateway,
     make_group,
-    make_member,
-    make_organization,
 )
 
 pytestmark = pytest.mark.django_db
@@ -32,16 +29,6 @@ def serials(response):
     return re.findall(
         r'<th scope="row" class="col-serial"><a [^>]*>([^<]+)</a>', response.content.decode()
     )
-
-
-@pytest.fixture
-def org():
-    return make_organization("Acme")
-
-
-@pytest.fixture
-def other_org():
-    return make_organization("Rival")
 
 
 @pytest.fixture
@@ -91,16 +78,6 @@ def inventory(org, other_org):
         "foreign_gateway": foreign_gateway,
         "foreign_group": foreign_group,
     }
-
-
-@pytest.fixture
-def viewer(org):
-    return make_member(org)  # a member with no role group may look, not change
-
-
-@pytest.fixture
-def manager(org):
-    return make_member(org, [Role.DEVICE_MANAGER])
 
 
 # --- rendering ------------------------------------------------------------------------

@@ -36,11 +36,6 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def org():
-    return make_organization()
-
-
-@pytest.fixture
 def admin(org):
     return make_member(org, ["administrator"])
 

@@ -7,7 +7,6 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 from PIL import ExifTags, Image
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from devices.choices import DeviceState as S
@@ -19,6 +18,7 @@ from portal import permissions
 from portal.choices import Role
 from portal.models import AuditEntry
 from tests.factories import (
+    api_client,
     make_device,
     make_device_type,
     make_gateway,
@@ -37,13 +37,6 @@ DECODE = reverse("api:enrollment-decode-qr")
 NEARBY = reverse("api:nearby-list")
 KEY = "Very-Secret-Key-7731"
 ENROLLERS = [Role.ADMINISTRATOR], [Role.DEVICE_MANAGER, Role.IOT_MANAGER]
-
-
-def api_client(user):
-    client = APIClient()
-    token, _ = Token.objects.get_or_create(user=user)
-    client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
-    return client
 
 
 def photo_url(record):

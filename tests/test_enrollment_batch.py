@@ -30,11 +30,6 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def org():
-    return make_organization()
-
-
-@pytest.fixture
 def sensor():
     return make_device_type("Sensor")
 

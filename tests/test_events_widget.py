@@ -17,8 +17,6 @@ from tests.factories import (
     make_device,
     make_device_type,
     make_gateway,
-    make_member,
-    make_organization,
 )
 
 pytestmark = pytest.mark.django_db
@@ -61,21 +59,6 @@ def event_ids(response):
 def older_url(response):
     match = re.search(r'id="events-older" href="([^"]+)"(?![^>]*hidden)', response.content.decode())
     return match.group(1).replace("&amp;", "&") if match else None
-
-
-@pytest.fixture
-def org():
-    return make_organization("Acme")
-
-
-@pytest.fixture
-def other_org():
-    return make_organization("Rival")
-
-
-@pytest.fixture
-def viewer(org):
-    return make_member(org)  # any member may watch the events
 
 
 @pytest.fixture

@@ -34,7 +34,6 @@ from tests.factories import (
     make_device_type,
     make_gateway,
     make_member,
-    make_organization,
 )
 
 pytestmark = pytest.mark.django_db
@@ -69,21 +68,6 @@ def verify(uid, secret):
     """Decode a message signed with ``secret`` the way the bridge does."""
     name, payload = status_message(uid, secret)
     return decode(name, payload, GatewayDirectory().secret, ReplayGuard())
-
-
-@pytest.fixture
-def org():
-    return make_organization("Acme")
-
-
-@pytest.fixture
-def other_org():
-    return make_organization("Rival")
-
-
-@pytest.fixture
-def viewer(org):
-    return make_member(org)
 
 
 @pytest.fixture

@@ -18,7 +18,6 @@ from tests.factories import (
     make_devices,
     make_group,
     make_member,
-    make_organization,
 )
 
 pytestmark = pytest.mark.django_db
@@ -47,16 +46,6 @@ def field_errors(response, field):
 
 
 @pytest.fixture
-def org():
-    return make_organization("Acme")
-
-
-@pytest.fixture
-def other_org():
-    return make_organization("Rival")
-
-
-@pytest.fixture
 def device_type():
     return make_device_type("Sensor")
 
@@ -69,19 +58,6 @@ def devices(org, device_type):
 @pytest.fixture
 def foreign_device(other_org, device_type):
     return make_device(other_org, device_type, serial_number="F-1")
-
-
-@pytest.fixture
-def manager(org):
-    return make_member(org, [Role.DEVICE_MANAGER])
-
-
-@pytest.fixture
-def viewer(org):
-    return make_member(org)
-
-
-# --- the list ---------------------------------------------------------------------------
 
 
 def test_list_shows_groups_with_device_counts(login, viewer, org, other_org, devices):

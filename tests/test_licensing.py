@@ -85,16 +85,7 @@ def make_license(organization, capacity=10, valid_from=None, valid_until=None, *
         organization.slug, capacity=capacity, valid_from=valid_from, valid_until=valid_until
     )
     claims = signing.verify(data, DEMO_PUBLIC_KEY, today=valid_from)
-    row = License(
-        organization=organization,
-        license_id=claims.license_id,
-        capacity=claims.capacity,
-        valid_from=claims.valid_from,
-        valid_until=claims.valid_until,
-        issued_at=claims.issued_at,
-        raw=data.decode(),
-        **extra,
-    )
+    row = License.from_claims(organization, claims, data.decode(), **extra)
     row.full_clean()
     row.save()
     return row

@@ -329,11 +329,6 @@ def test_split_by_permission_of_nothing():
 
 
 @pytest.fixture
-def org():
-    return make_organization()
-
-
-@pytest.fixture
 def device_type():
     return make_device_type()
 

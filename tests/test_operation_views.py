@@ -27,11 +27,6 @@ ACTION = reverse("devices:action")
 
 
 @pytest.fixture
-def org():
-    return make_organization()
-
-
-@pytest.fixture
 def online(org):
     return make_gateway(org, name="Roof gateway", is_online=True, secret="s" * 32)
 

@@ -23,15 +23,9 @@ from tests.factories import (
     make_gateway,
     make_license,
     make_member,
-    make_organization,
 )
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def org():
-    return make_organization()
 
 
 @pytest.fixture

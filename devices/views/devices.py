@@ -11,14 +11,14 @@ from devices.choices import DeviceState
 from devices.filters import DeviceFilterSet, Facets, KeysFirstPaginator
 from devices.models import Device, DeviceGroup, DeviceType, Gateway
 from devices.operations import BULK_ACTIONS
-from portal.htmx import on_own_page, render_varying, render_widget
+from portal.htmx import WidgetMixin, on_own_page, render_varying
 from portal.tenancy import OrganizationRequiredMixin
 
 # The row menu's device actions, in the order shown.
 DEVICE_ACTIONS = [(a.value, a.label) for a in BULK_ACTIONS]
 
 
-class DeviceListView(OrganizationRequiredMixin, View):
+class DeviceListView(WidgetMixin, OrganizationRequiredMixin, View):
     """One view, three renderings: the results (an htmx swap of ``#devices-results``),
     the whole widget (the dashboard's first load) or the standalone page.
 
@@ -26,6 +26,11 @@ class DeviceListView(OrganizationRequiredMixin, View):
     of keys, the rows with their type and gateway, one prefetch of their groups (a
     search on SQLite counts in the keys query: one query fewer).
     """
+
+    page_template = "devices/device_list.html"
+    widget_template = "devices/_devices_widget.html"
+    results_template = "devices/_device_results.html"
+    results_id = "devices-results"
 
     def get(self, request):
         # Before any row is read: a live update stamped later may be newer than the page.
@@ -66,14 +71,7 @@ class DeviceListView(OrganizationRequiredMixin, View):
             "self_url": devices_filter.url(page=page.number),
             "standalone": on_own_page(request, list_url),
         }
-        return render_widget(
-            request,
-            context,
-            page="devices/device_list.html",
-            widget="devices/_devices_widget.html",
-            results="devices/_device_results.html",
-            results_id="devices-results",
-        )
+        return self.render_widget(context)
 
     @staticmethod
     def page_links(devices_filter, page):

@@ -18,7 +18,7 @@ from django.views import View
 
 from devices.filters import EVENT_KINDS, EVENT_PAGE_SIZES, WINDOWS, EventFilterSet
 from devices.models import DeviceEvent, Gateway
-from portal.htmx import on_own_page, render_widget
+from portal.htmx import WidgetMixin, on_own_page
 from portal.tenancy import OrganizationRequiredMixin
 
 LIVE_ROWS = 50  # rows events.js keeps while it prepends live samples
@@ -41,7 +41,7 @@ def _serial_of(event):
     return head if marker else ""
 
 
-class EventListView(OrganizationRequiredMixin, View):
+class EventListView(WidgetMixin, OrganizationRequiredMixin, View):
     """Newest events first: the results (an htmx swap of ``#events-results``), the whole
     widget (the dashboard's first load) or the standalone page.
 
@@ -50,6 +50,11 @@ class EventListView(OrganizationRequiredMixin, View):
     there is an older page); a serial search adds the lookup of its devices. No COUNT:
     at thousands of rows a second it is stale before it renders.
     """
+
+    page_template = "devices/event_list.html"
+    widget_template = "devices/_events_widget.html"
+    results_template = "devices/_event_results.html"
+    results_id = "events-results"
 
     def get(self, request):
         gateways = list(self.scoped(Gateway).only("pk", "name", "uid").order_by("name", "pk"))
@@ -98,14 +103,7 @@ class EventListView(OrganizationRequiredMixin, View):
             },
             "standalone": on_own_page(request, list_url),
         }
-        return render_widget(
-            request,
-            context,
-            page="devices/event_list.html",
-            widget="devices/_events_widget.html",
-            results="devices/_event_results.html",
-            results_id="events-results",
-        )
+        return self.render_widget(context)
 
 
 class EpochSecond(Func):

@@ -20,7 +20,7 @@ from devices.forms import GatewayForm
 from devices.models import Gateway
 from portal import audit
 from portal.choices import AuditOutcome
-from portal.htmx import DialogView, render_varying, render_widget, safe_next, wants_partial
+from portal.htmx import DialogView, WidgetMixin, render_varying, safe_next, wants_partial
 from portal.tenancy import OrganizationRequiredMixin
 
 GATEWAYS_PER_PAGE = 25
@@ -29,11 +29,16 @@ GATEWAYS_PER_PAGE = 25
 GATEWAYS_CHANGED = "gatewaysChanged"
 
 
-class GatewayListView(OrganizationRequiredMixin, View):
+class GatewayListView(WidgetMixin, OrganizationRequiredMixin, View):
     """Gateways with their device counts: a plain count and one annotated page of rows.
 
     The secret column is deferred, so a page never loads (or decrypts) a secret.
     """
+
+    page_template = "devices/gateway_list.html"
+    widget_template = "devices/_gateways_widget.html"
+    results_template = "devices/_gateway_results.html"
+    results_id = "gateways-results"
 
     def get(self, request):
         list_url = reverse("devices:gateways-widget")
@@ -55,14 +60,7 @@ class GatewayListView(OrganizationRequiredMixin, View):
             "next_url": gateway_filter.url(page=page.number + 1) if page.has_next() else "",
             "statuses": [("online", "Online"), ("offline", "Offline")],
         }
-        return render_widget(
-            request,
-            context,
-            page="devices/gateway_list.html",
-            widget="devices/_gateways_widget.html",
-            results="devices/_gateway_results.html",
-            results_id="gateways-results",
-        )
+        return self.render_widget(context)
 
 
 class GatewayDialogView(DialogView):

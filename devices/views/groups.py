@@ -16,7 +16,7 @@ from devices.forms import (
 )
 from devices.models import Device, DeviceGroup
 from portal import audit
-from portal.htmx import DialogView, render_widget
+from portal.htmx import DialogView, WidgetMixin
 from portal.tenancy import OrganizationRequiredMixin
 
 GROUPS_PER_PAGE = 25
@@ -26,8 +26,11 @@ def plural(count, word="device"):
     return f"{count:,} {word}{'' if count == 1 else 's'}"
 
 
-class GroupListView(OrganizationRequiredMixin, View):
+class GroupListView(WidgetMixin, OrganizationRequiredMixin, View):
     """Groups with their device counts: one annotated query for the page's groups."""
+
+    page_template = "devices/group_list.html"
+    widget_template = "devices/_groups_widget.html"
 
     def get(self, request):
         groups = self.scoped(DeviceGroup)
@@ -45,9 +48,7 @@ class GroupListView(OrganizationRequiredMixin, View):
             "self_url": f"{list_url}?page={page.number}" if page.number > 1 else list_url,
             "list_url": list_url,
         }
-        return render_widget(
-            request, context, page="devices/group_list.html", widget="devices/_groups_widget.html"
-        )
+        return self.render_widget(context)
 
 
 class SelectionDialogMixin:

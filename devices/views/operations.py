@@ -18,13 +18,7 @@ from devices import operations
 from devices.forms import DeviceActionForm
 from devices.lifecycle import Action
 from devices.models import BulkOperation, Device, DeviceGroup, Operation
-from portal.htmx import (
-    GROUPS_CHANGED,
-    DialogView,
-    render_varying,
-    render_widget,
-    safe_next,
-)
+from portal.htmx import GROUPS_CHANGED, DialogView, WidgetMixin, render_varying, safe_next
 from portal.tenancy import OrganizationRequiredMixin
 
 OPERATIONS_CHANGED = "operationsChanged"
@@ -126,8 +120,11 @@ class BulkObjectMixin:
         return get_object_or_404(self.scoped(BulkOperation), pk=pk)
 
 
-class OperationListView(OrganizationRequiredMixin, View):
+class OperationListView(WidgetMixin, OrganizationRequiredMixin, View):
     """The Operations widget: recent bulk operations with live progress (one query)."""
+
+    page_template = "devices/operation_list.html"
+    widget_template = "devices/_operations_widget.html"
 
     def get(self, request):
         recent = list(self.scoped(BulkOperation).select_related("created_by")[:RECENT_OPERATIONS])
@@ -136,12 +133,7 @@ class OperationListView(OrganizationRequiredMixin, View):
             "open": operations.open_counts(self.organization),
             "self_url": reverse("devices:operations-widget"),
         }
-        return render_widget(
-            request,
-            context,
-            page="devices/operation_list.html",
-            widget="devices/_operations_widget.html",
-        )
+        return self.render_widget(context)
 
 
 class OperationDetailView(BulkObjectMixin, OrganizationRequiredMixin, View):

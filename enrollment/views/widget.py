@@ -16,13 +16,16 @@ from enrollment.choices import EnrollmentStatus
 from enrollment.filters import EnrollmentFilterSet
 from enrollment.forms import EnrollForm
 from enrollment.models import EnrollmentRecord
-from portal.htmx import DialogView, render_widget
+from portal.htmx import DialogView, WidgetMixin
 from portal.tenancy import OrganizationRequiredMixin
 
 PER_PAGE = 25
 
 
-class EnrollmentWidgetView(OrganizationRequiredMixin, View):
+class EnrollmentWidgetView(WidgetMixin, OrganizationRequiredMixin, View):
+    page_template = "enrollment/enrollment_list.html"
+    widget_template = "enrollment/_enrollment_widget.html"
+
     required_rule = "view"
 
     def get(self, request):
@@ -48,12 +51,7 @@ class EnrollmentWidgetView(OrganizationRequiredMixin, View):
             "can_enroll": self.allows("enroll"),
             "self_url": reverse("enrollment:widget"),
         }
-        return render_widget(
-            request,
-            context,
-            page="enrollment/enrollment_list.html",
-            widget="enrollment/_enrollment_widget.html",
-        )
+        return self.render_widget(context)
 
 
 class EnrollView(DialogView, View):

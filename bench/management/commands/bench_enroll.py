@@ -48,10 +48,7 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("--rows", type=int, default=10_000)
-        parser.add_argument("--gateways", type=int, default=20)
-        parser.add_argument("--workers", type=int, default=2, help="RQ worker processes")
-        parser.add_argument("--timeout", type=float, default=600.0, help="give up after")
-        Harness.add_arguments(parser)
+        Harness.add_arguments(parser, gateways=20, workers=2)
 
     def handle(self, *args, **o):
         if o["gateways"] < 1 or o["rows"] < o["gateways"] or o["workers"] < 1:

@@ -115,14 +115,13 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser):
-        parser.add_argument("--gateways", type=int, default=50)
+        Harness.add_arguments(parser, gateways=50)
         parser.add_argument("--seconds", type=float, default=20.0, help="measuring window")
         parser.add_argument("--events-per-s-per-gateway", type=float, default=110.0)
         parser.add_argument("--browsers", type=int, default=5)
         parser.add_argument("--devices-per-gateway", type=int, default=20)
         parser.add_argument("--warmup", type=float, default=3.0, help="seconds before measuring")
         parser.add_argument("--floor-seconds", type=float, default=2.0)
-        Harness.add_arguments(parser)
 
     def handle(self, *args, **o):
         if o["gateways"] < 1 or o["browsers"] < 1 or o["seconds"] <= 0:

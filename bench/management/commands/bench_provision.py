@@ -57,8 +57,6 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("--devices", type=int, default=10_000)
-        parser.add_argument("--gateways", type=int, default=50)
-        parser.add_argument("--workers", type=int, default=2, help="RQ worker processes")
         parser.add_argument(
             "--events-per-s-per-gateway",
             type=float,
@@ -67,8 +65,7 @@ class Command(BaseCommand):
         )
         parser.add_argument("--idle-seconds", type=float, default=5.0)
         parser.add_argument("--floor-seconds", type=float, default=2.0)
-        parser.add_argument("--timeout", type=float, default=600.0, help="give up after")
-        Harness.add_arguments(parser)
+        Harness.add_arguments(parser, gateways=50, workers=2)
 
     def handle(self, *args, **o):
         if o["gateways"] < 1 or o["devices"] < o["gateways"] or o["workers"] < 1:
