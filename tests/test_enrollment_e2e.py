@@ -30,7 +30,7 @@ from tests.factories import (
     make_organization,
 )
 from tests.test_bridge import wait_for
-from tests.test_provisioning_e2e import ROOT, bridge, worker  # noqa: F401 (fixtures)
+from tests.test_provisioning_e2e import ROOT, worker  # noqa: F401 (fixtures)
 
 pytestmark = [pytest.mark.services, pytest.mark.django_db(transaction=True)]
 
