@@ -339,9 +339,7 @@ def test_preview_then_commit_then_errors_csv(org, sensor, gateway, admin_client)
     assert "sealed" not in session_after  # the keys left the session
 
     committed_csv = admin_client.get(reverse("enrollment:batch-errors", args=[token]))
-    rows = list(
-        csv.reader(io.StringIO(committed_csv.getvalue().decode("utf-8-sig")))
-    )
+    rows = list(csv.reader(io.StringIO(committed_csv.getvalue().decode("utf-8-sig"))))
     assert rows[1][:3] == ["4", services.ALREADY_ENROLLED, "OLD1"] and rows[1][3] == ""
 
     # Committing twice does nothing more.
