@@ -13,6 +13,7 @@ urlpatterns = [
     ),
     path("dashboard/layout/", views.SaveLayoutView.as_view(), name="dashboard-layout"),
     path("members/", include("portal.member_urls")),
+    path("audit/", include("portal.audit_urls")),
     path("devices/", include("devices.urls")),
     path("licenses/", include("licensing.urls")),
     path("enrollment/", include("enrollment.urls")),
