@@ -47,6 +47,10 @@ FIELDS = (
 )
 # The export's columns: the content, then the entry's own hash.
 EXPORT_COLUMNS = (*FIELDS, "hash")
+# What to read of a stored entry for ``content`` and its hash, as attribute names:
+# ``AuditEntry.objects.values_list(*STORED, named=True)`` rows are ten times cheaper
+# than model instances when a check or an export reads 100,000 of them.
+STORED = tuple("organization_id" if f == "organization" else f for f in EXPORT_COLUMNS)
 
 
 def timestamp(moment: datetime) -> str:

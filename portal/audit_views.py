@@ -11,9 +11,10 @@ from, the chain head, the page's rows, and the closing entries of the bulk opera
 started on the page (a device filter adds its lookup).
 """
 
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from urllib.parse import urlencode, urlparse
 
+from django.db import connection
 from django.shortcuts import render
 from django.urls import reverse
 from django.utils import timezone
@@ -21,7 +22,7 @@ from django.utils.cache import patch_vary_headers
 from django.views import View
 
 from portal import audit, audit_chain, exports
-from portal.choices import AUDIT_OUTCOME_COLOURS
+from portal.choices import AUDIT_OUTCOME_COLOURS, AuditOutcome
 from portal.models import AuditChainHead, AuditEntry
 from portal.tenancy import OrganizationRequiredMixin
 
@@ -143,29 +144,60 @@ def _shown(value) -> str:
 def _decorate(entries, closings):
     """What the rows show beyond the columns: colours, detail, the closing entry."""
     device = audit.SUBJECTS.get("device")
+    labels = dict(AuditOutcome.choices)
     for entry in entries:
+        # Times in UTC, formatted here: the template's date filter costs more than the
+        # rest of a 200-row page.
+        when = entry.created_at.astimezone(UTC)
+        entry.when_iso, entry.when_exact = when.isoformat(), when.strftime("%Y-%m-%d %H:%M:%S.%f")
+        entry.when_text = entry.when_exact[:19]
         entry.colour = AUDIT_OUTCOME_COLOURS.get(entry.outcome, "grey")
+        entry.outcome_label = labels.get(entry.outcome, entry.outcome)
         entry.detail_items = [(k, _shown(v)) for k, v in sorted(entry.detail.items())]
         entry.detail_more = max(len(entry.detail_items) - DETAIL_SHOWN, 0)
         entry.detail_items = entry.detail_items[:DETAIL_SHOWN]
         entry.closing = closings.get(entry.bulk) if entry.action != audit.FINISHED else None
         if entry.closing:
             entry.closing.colour = AUDIT_OUTCOME_COLOURS.get(entry.closing.outcome, "grey")
+            entry.closing.outcome_label = labels.get(entry.closing.outcome, "")
         entry.object_url = ""
         if device and device.url and entry.object_type == "device" and entry.object_count == 1:
             entry.object_url = device.url(entry.object_ids[0])
     return entries
 
 
+def distinct_values(organization, field: str) -> list[str]:
+    """The distinct values of ``field`` among the organization's entries, in order.
+
+    A loose index scan (each next value is one probe of the (organization, field, -seq)
+    index, as a recursive query): its cost follows the number of distinct values, not of
+    entries. ``SELECT DISTINCT`` read all 100,000 index entries of the benchmark log,
+    ~10 ms per list on SQLite; this reads a few dozen.
+    """
+    quote = connection.ops.quote_name
+    table = quote(AuditEntry._meta.db_table)
+    column = quote(AuditEntry._meta.get_field(field).column)
+    org = quote(AuditEntry._meta.get_field("organization").column)
+    sql = (
+        f"WITH RECURSIVE found(value) AS ("
+        f"SELECT MIN({column}) FROM {table} WHERE {org} = %s "
+        f"UNION ALL SELECT (SELECT MIN({column}) FROM {table} "
+        f"WHERE {org} = %s AND {column} > found.value) FROM found "
+        f"WHERE found.value IS NOT NULL) "
+        f"SELECT value FROM found WHERE value IS NOT NULL"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [organization.pk, organization.pk])
+        return [row[0] for row in cursor.fetchall()]
+
+
 class AuditChoicesMixin:
     required_rule = "view_audit"
 
     def choices(self):
-        """The usernames and actions found in the log (two index-only scans)."""
-        entries = self.scoped(AuditEntry).order_by()
-        actors = sorted(set(entries.values_list("actor", flat=True).distinct()) - {""})
-        actions = sorted(entries.values_list("action", flat=True).distinct())
-        return actors, actions
+        """The usernames and actions found in the log, for the filter's choices."""
+        actors = [a for a in distinct_values(self.organization, "actor") if a]
+        return actors, distinct_values(self.organization, "action")
 
 
 class AuditLogView(AuditChoicesMixin, OrganizationRequiredMixin, View):
@@ -232,7 +264,7 @@ class AuditExportView(AuditChoicesMixin, OrganizationRequiredMixin, View):
             audit_filter.apply(self.scoped(AuditEntry), self.organization)
             .filter(seq__lte=last)
             .order_by("seq")
-            .only(*audit_chain.FIELDS, "hash")
+            .values_list(*audit_chain.STORED, named=True)
         )
         audit.record(
             self.organization,

@@ -45,7 +45,7 @@ class Command(BaseCommand):
             entries = (
                 AuditEntry.objects.filter(organization=org)
                 .order_by("seq")
-                .only(*audit_chain.FIELDS, "hash")
+                .values_list(*audit_chain.STORED, named=True)
                 .iterator(chunk_size=CHUNK)
             )
             links = (audit_chain.Link(audit_chain.content(e), e.hash) for e in entries)
