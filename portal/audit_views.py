@@ -31,7 +31,8 @@ MAX_SEQ = 2**63 - 1
 MAX_SERIAL = 64
 DETAIL_SHOWN = 6  # detail members shown per row; the export has them all
 VALUE_SHOWN = 80  # characters of one detail value shown
-SYSTEM = "system"  # how the filter names entries without a user
+SYSTEM = "(system)"  # how the filter names entries without a user (no username can)
+EARLIEST = date(2000, 1, 1)
 EXPORT_CHUNK = 2000
 
 
@@ -44,10 +45,13 @@ def _positive(raw, limit=MAX_SEQ):
 
 
 def _day(raw):
+    """A day from ``YYYY-MM-DD``; None for anything else, or for a day no entry can have
+    (the day after 9999-12-31 would overflow)."""
     try:
-        return date.fromisoformat(str(raw or ""))
+        day = date.fromisoformat(str(raw or ""))
     except ValueError:
         return None
+    return day if EARLIEST <= day < date.max else None
 
 
 class AuditFilter:
@@ -121,7 +125,7 @@ class AuditFilter:
     def chips(self):
         chips = []
         if self.actor:
-            chips.append(("user", "User", self.actor))
+            chips.append(("user", "User", "System" if self.actor == SYSTEM else self.actor))
         if self.action:
             chips.append(("action", "Action", self.action))
         if self.device:
@@ -161,7 +165,8 @@ def _decorate(entries, closings):
             entry.closing.colour = AUDIT_OUTCOME_COLOURS.get(entry.closing.outcome, "grey")
             entry.closing.outcome_label = labels.get(entry.closing.outcome, "")
         entry.object_url = ""
-        if device and device.url and entry.object_type == "device" and entry.object_count == 1:
+        one_device = entry.object_type == "device" and entry.object_count == 1
+        if one_device and entry.object_ids and device and device.url:
             entry.object_url = device.url(entry.object_ids[0])
     return entries
 
