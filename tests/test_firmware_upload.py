@@ -25,22 +25,9 @@ from tests.factories import (
     make_rollout,
 )
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("firmware_storage")]
 
 HEX = b":0300300002337A1E\n:00000001FF\n"  # a valid Intel HEX file
-
-
-@pytest.fixture(autouse=True)
-def firmware_storage(settings, tmp_path):
-    """A storage of the test's own, so "nothing left behind" can be checked."""
-    settings.STORAGES = {
-        **settings.STORAGES,
-        "firmware": {
-            "BACKEND": "django.core.files.storage.FileSystemStorage",
-            "OPTIONS": {"location": tmp_path / "firmware"},
-        },
-    }
-    return tmp_path / "firmware"
 
 
 def stored_files(root):
