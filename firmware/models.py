@@ -296,6 +296,7 @@ class ImageLoad(models.Model):
                 fields=["device"],
                 condition=Q(phase__in=sorted(OPEN_LOAD_PHASES)),
                 name="imageload_one_open_load_per_device",
+                violation_error_message="This device is loading an image in another rollout.",
             ),
             models.CheckConstraint(condition=Q(percent__lte=100), name="imageload_percent_range"),
         ]
