@@ -8,6 +8,7 @@
 (function () {
   "use strict";
   if (window.FleetgateFirmware) return;
+  document.documentElement.classList.add("firmware-js");
 
   const VERSION_IN_NAME = /(?:^|[^0-9A-Za-z])v?(\d+(?:\.\d+)+(?:[-+][0-9A-Za-z.]+)?)\.[^.]+$/;
 
@@ -40,6 +41,7 @@
     const label = form.querySelector("[data-drop-file]");
     if (label) label.textContent = file ? file.name + " · " + sizeText(file.size) : "";
     if (!file) return;
+    form.removeAttribute("data-collapsed");
     const version = form.querySelector("input[name=version]");
     const match = VERSION_IN_NAME.exec(file.name);
     if (version && !version.value && match) version.value = match[1];
@@ -151,9 +153,12 @@
       setStatus(form, reason, true);
       return;
     }
-    const count = page.getElementById("widget-firmware-count");
+    const count = fresh.querySelector("[hx-swap-oob]#widget-firmware-count");
     const current = document.getElementById("widget-firmware-count");
-    if (count && current) current.textContent = count.textContent;
+    if (count) {
+      if (current) current.textContent = count.textContent;
+      count.remove(); // it belongs in the card header, as htmx's out-of-band swap does
+    }
     widget.replaceWith(fresh);
     if (window.htmx) window.htmx.process(fresh);
     const invalid = fresh.querySelector(".has-errors input, .has-errors textarea");
