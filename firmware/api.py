@@ -28,7 +28,7 @@ REFUSED = {
 NOT_FOUND = {404: OpenApiResponse(ErrorSerializer, description="No such image here.")}
 
 
-class ImageSerializer(serializers.ModelSerializer):
+class FirmwareImageSerializer(serializers.ModelSerializer):
     device_types = serializers.SlugRelatedField(slug_field="name", many=True, read_only=True)
     uploaded_by = serializers.SerializerMethodField()
 
@@ -53,7 +53,7 @@ class ImageSerializer(serializers.ModelSerializer):
         return image.uploaded_by.get_username() if image.uploaded_by else None
 
 
-class ImageUploadSerializer(serializers.Serializer):
+class FirmwareImageUploadSerializer(serializers.Serializer):
     """The multipart request (documentation; the form does the checking)."""
 
     file = serializers.FileField(help_text="The image file; its extension names its format.")
@@ -69,9 +69,9 @@ class ImageUploadSerializer(serializers.Serializer):
     notes = serializers.CharField(required=False, help_text="Release notes.")
 
 
-class DuplicateSerializer(serializers.Serializer):
+class DuplicateImageSerializer(serializers.Serializer):
     detail = serializers.CharField()
-    image = ImageSerializer(help_text="The image these bytes already are.")
+    image = FirmwareImageSerializer(help_text="The image these bytes already are.")
 
 
 @extend_schema(tags=["firmware"])
@@ -85,7 +85,7 @@ class ImageViewSet(
 ):
     """Firmware images of the organization."""
 
-    serializer_class = ImageSerializer
+    serializer_class = FirmwareImageSerializer
     parser_classes = [uploads.ImageApiParser]
     rules = {"create": "device_actions", "destroy": "device_actions"}
 
@@ -104,14 +104,15 @@ class ImageViewSet(
         return drf_request
 
     @extend_schema(
-        request={"multipart/form-data": ImageUploadSerializer},
+        request={"multipart/form-data": FirmwareImageUploadSerializer},
         responses={
-            201: ImageSerializer,
+            201: FirmwareImageSerializer,
             400: OpenApiResponse(
                 OpenApiTypes.OBJECT, description="Refused, with the reason: {field: [message]}."
             ),
             409: OpenApiResponse(
-                DuplicateSerializer, description="These bytes are an image already; not stored."
+                DuplicateImageSerializer,
+                description="These bytes are an image already; not stored.",
             ),
             **REFUSED,
         },
@@ -131,7 +132,7 @@ class ImageViewSet(
             if form.duplicate is not None:
                 body = {
                     "detail": services.duplicate_message(form.duplicate),
-                    "image": ImageSerializer(form.duplicate).data,
+                    "image": FirmwareImageSerializer(form.duplicate).data,
                 }
                 return Response(body, status=status.HTTP_409_CONFLICT)
             return Response(form_errors(form), status=status.HTTP_400_BAD_REQUEST)
