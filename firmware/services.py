@@ -154,7 +154,10 @@ def store(
             )
     except IntegrityError:
         storage.delete(name)
-        raise DuplicateImage(existing.get()) from None
+        winner = existing.first()
+        if winner is None:
+            raise
+        raise DuplicateImage(winner) from None
     except BaseException:
         storage.delete(name)
         raise

@@ -66,8 +66,11 @@ def verify(token: str, now: float | None = None) -> Grant:
         value = _signer().unsign(token)
     except signing.BadSignature:
         raise TokenInvalid from None
-    image_id, op, expires = value.split(".")
-    grant = Grant(int(image_id), op, int(expires))
+    try:
+        image_id, op, expires = value.split(".")
+        grant = Grant(int(image_id), op, int(expires))
+    except ValueError:  # signed by us, but not a download token's shape
+        raise TokenInvalid from None
     if grant.expires <= (time.time() if now is None else now):
         raise TokenExpired
     return grant

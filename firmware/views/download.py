@@ -23,6 +23,7 @@ memory whole before sending it.
 """
 
 import asyncio
+import logging
 import re
 
 from django.http import HttpResponse, StreamingHttpResponse
@@ -32,6 +33,7 @@ from firmware import tokens
 from firmware.formats import CHUNK
 from firmware.models import FirmwareImage, firmware_storage
 
+log = logging.getLogger(__name__)
 RANGE = re.compile(r"^\s*(\d*)\s*-\s*(\d*)\s*$")
 
 
@@ -124,7 +126,10 @@ class RangeResponse(StreamingHttpResponse):
         return aiter(self.stream)
 
 
-def refusal(status: int, reason: str) -> HttpResponse:
+def refusal(status: int, reason: str, grant=None) -> HttpResponse:
+    """A refusal in plain text; logged (a gateway's failed download is worth a line),
+    never written to the database."""
+    log.info("firmware download refused (%s): %s %s", status, reason, grant or "")
     response = HttpResponse(reason + "\n", status=status, content_type="text/plain")
     if status == 401:
         response["WWW-Authenticate"] = 'Bearer realm="fleetgate-firmware", error="invalid_token"'
@@ -152,10 +157,10 @@ class DownloadView(View):
         except tokens.TokenExpired:
             return refusal(410, "This download token has expired; the operation is over.")
         if grant.image_id != pk:
-            return refusal(403, "This download token is for another image.")
+            return refusal(403, "This download token is for another image.", grant)
         image = FirmwareImage.objects.filter(pk=pk).values("file", "size", "sha256").first()
         if image is None:
-            return refusal(404, "No such image: it may have been deleted.")
+            return refusal(404, "No such image: it may have been deleted.", grant)
         return self.serve(request, image)
 
     def serve(self, request, image):
