@@ -120,7 +120,7 @@ class ImageUploadForm(forms.Form):
         if not upload or self.has_error("device_types") or self.has_error("version"):
             return cleaned
         cleaned["device_types"] = self._types_for(cleaned.get("device_types"))
-        if self.has_error("device_types"):
+        if self.has_error("device_types") or self.has_error("file"):
             return cleaned
         try:
             self.inspection = services.inspect(upload, self.filename, progress=self.progress)
@@ -145,6 +145,10 @@ class ImageUploadForm(forms.Form):
         if self.duplicate:
             self.add_error("file", services.duplicate_message(self.duplicate))
             return cleaned
+        # A version names one set of bytes per device type, or a device reporting it could
+        # not say which image it runs. Checked here, not by a constraint (it spans the
+        # type relation): two uploads racing with one version for one type could both
+        # pass; rare, and the audit log shows both.
         clash = (
             images.filter(version=version, device_types__in=cleaned["device_types"])
             .order_by("pk")
