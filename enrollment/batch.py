@@ -34,6 +34,7 @@ from enrollment import services
 from enrollment.forms import clean_key, clean_serial
 from enrollment.models import EnrollmentBatch
 from licensing import capacity
+from portal.validators import validate_name
 
 MAX_BYTES = 10 * 1024 * 1024
 MAX_ROWS = 10_000
@@ -343,6 +344,11 @@ def _fields(row: Row, types, gateways, default_type, default_gateway) -> dict:
     fields["location_note"] = " ".join(values.get("location", "").split())
     if len(fields["location_note"]) > MAX_LOCATION:
         reasons.append(f"The location is longer than {MAX_LOCATION} characters.")
+    for key in ("name", "location_note"):
+        try:
+            validate_name(fields[key])
+        except forms.ValidationError as error:
+            reasons.append(error.messages[0])
     return fields
 
 

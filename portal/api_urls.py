@@ -8,12 +8,15 @@ work with no Internet access.
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
+from portal.api import TokenLoginView
+
 app_name = "api"
 
 urlpatterns = [
     path("", include("devices.api")),
     path("", include("licensing.api")),
     path("", include("enrollment.api")),
+    path("auth/token/", TokenLoginView.as_view(), name="token-login"),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="api:schema"), name="docs"),
     path(

@@ -8,11 +8,15 @@ class PortalConfig(AppConfig):
     verbose_name = "Portal"
 
     def ready(self):
+        from portal import signals
         from portal.settings import DEMO_SECRET_KEY
+
+        signals.connect()
 
         if not settings.DEBUG and settings.SECRET_KEY == DEMO_SECRET_KEY:
             raise ImproperlyConfigured(
                 "Refusing to start: DEBUG is off but SECRET_KEY is the demo key. "
                 "Set SECRET_KEY to a long random value (python -c 'import secrets; "
-                "print(secrets.token_urlsafe(50))')."
+                "print(secrets.token_urlsafe(50))'), or DEBUG=true for the demo and "
+                "development."
             )

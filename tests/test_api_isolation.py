@@ -13,7 +13,6 @@ from typing import Any
 import pytest
 from django.urls import get_resolver, reverse
 from django.utils import timezone
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from devices.choices import DeviceState as S
@@ -24,7 +23,7 @@ from licensing.keys import DEMO_PRIVATE_KEY
 from licensing.models import License
 from portal import permissions
 from portal.models import AuditEntry
-from tests.factories import make_device, make_license, make_member, make_user
+from tests.factories import make_device, make_license, make_member, make_token, make_user
 from tests.test_enrollment_qr import gps_jpeg, label_photo
 from tests.test_isolation import COMBINATIONS, World, _combo_id, _url_names
 
@@ -355,8 +354,7 @@ DATA_ENDPOINTS = [e for e in ENDPOINTS if e.rule is not None]  # not the schema 
 def client_for(user, auth):
     client = APIClient()
     if auth == "token":
-        token, _ = Token.objects.get_or_create(user=user)
-        client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+        client.credentials(HTTP_AUTHORIZATION=f"Token {make_token(user)}")
     else:
         client.force_login(user)
     return client
