@@ -19,7 +19,7 @@ from drf_spectacular.openapi import AutoSchema as SpectacularAutoSchema
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers
 from rest_framework.authentication import SessionAuthentication
-from rest_framework.exceptions import APIException, AuthenticationFailed, PermissionDenied
+from rest_framework.exceptions import APIException, PermissionDenied
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.permissions import BasePermission
 from rest_framework.response import Response
@@ -235,7 +235,7 @@ class TokenLoginView(APIView):
         )
         if user is None:
             # Locked out: AxesMiddleware replaces this answer with its 429.
-            raise AuthenticationFailed("Wrong username or password.")
+            return Response({"detail": "Wrong username or password."}, status=400)
         name = data.validated_data["name"] or "token login"
         try:
             validate_name(name)
