@@ -88,14 +88,7 @@ def organization_context(request):
     if not getattr(request, "user", None) or not request.user.is_authenticated:
         return {}
     roles = roles_of(request)
-
-    def pending_invitations():  # counted only where a page shows the navigation
-        from portal.models import Invitation
-
-        return Invitation.objects.for_invitee(request.user).count()
-
     return {
-        "pending_invitations": pending_invitations,
         "current_organization": request.organization,
         "current_membership": request.membership,
         "user_memberships": request.all_memberships,

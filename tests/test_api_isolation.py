@@ -425,8 +425,14 @@ def test_naming_another_organization_in_the_header_is_403(world, endpoint):
             assert marker not in response.content.decode()
 
 
+# No organization's data: covered by their own tests.
+NOT_IN_MATRIX = {
+    "api:token-login",  # anonymous by design, throttled: tests/test_security_auth.py
+}
+
+
 def test_every_api_url_is_in_the_matrix():
-    """A new URL under /api/v1/ must join ENDPOINTS."""
+    """A new URL under /api/v1/ must join ENDPOINTS (or NOT_IN_MATRIX, with a reason)."""
     ours = {n for n in _url_names(get_resolver()) if n.startswith("api:")}
     assert ours, "the API's URL names moved out of the api: namespace"
-    assert ours - {e.name for e in ENDPOINTS} == set()
+    assert ours - {e.name for e in ENDPOINTS} - NOT_IN_MATRIX == set()

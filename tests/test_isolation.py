@@ -152,6 +152,9 @@ NOT_IN_MATRIX = {
     "enrollment:batch-commit",  # POST only, and a token of the user's session:
     "enrollment:batch-errors",  # tests/test_enrollment_batch.py
     "enrollment:installer-retry",  # POST only: tests/test_enrollment_installer.py
+    "invitations",  # the user's own invitations, not an organization's: tests/test_members.py
+    "invitation-revoke",  # POST only: tests/test_members.py
+    "api-tokens",  # the user's own tokens: tests/test_security_auth.py
 }
 
 

@@ -463,3 +463,22 @@ def test_switching_ignores_an_offsite_next(login, org, other_org):
         {"organization": other_org.pk, "next": "https://evil.example/"},
     )
     assert response.status_code == 302 and response["Location"] == reverse("dashboard")
+
+
+def test_another_organizations_admin_cannot_withdraw_an_invitation(
+    login, client, org, other_org, admin_user
+):
+    invite(login(admin_user), "bob")
+    invitation = Invitation.objects.get()
+    client.logout()
+    stranger = login(make_member(other_org, [ADMIN], username="eve"))
+    assert stranger.post(reverse("invitation-revoke", args=[invitation.pk])).status_code == 404
+    assert Invitation.objects.pending().filter(pk=invitation.pk).exists()
+
+
+def test_the_dashboard_tells_of_open_invitations(login, client, org, other_org, admin_user):
+    bob = make_member(other_org, username="bob")
+    invite(login(admin_user), "bob")
+    client.logout()
+    page = login(bob).get(reverse("dashboard")).content.decode()
+    assert "1 open invitation" in page and reverse("invitations") in page
