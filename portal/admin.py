@@ -231,6 +231,10 @@ class OrganizationAdmin(OrganizationScopedAdminMixin, admin.ModelAdmin):
         # Staff would not see an organization they are not a member of.
         return superuser_only(request)
 
+    def has_delete_permission(self, request, obj=None):
+        # Deleting an organization deletes everything it owns, its audit log included.
+        return superuser_only(request)
+
 
 class MembershipRolesForm(forms.ModelForm):
     """The role checkboxes, checked by ``portal.membership``'s rules before saving."""

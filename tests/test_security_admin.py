@@ -5,7 +5,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission
 from django.urls import reverse
 
-from portal.models import AuditEntry, Membership
+from portal.models import AuditEntry, Membership, Organization
 from tests.factories import make_member, make_organization, make_staff
 
 pytestmark = pytest.mark.django_db
@@ -73,6 +73,15 @@ def test_removing_a_member_in_the_admin_is_audited(client, acme):
     assert client.post(delete, {"post": "yes"}).status_code == 302
     assert not Membership.objects.filter(pk=gone.pk).exists()
     assert AuditEntry.objects.get().action == "member.remove"
+
+
+def test_only_superusers_delete_an_organization(client, acme):
+    staff = make_staff(acme)
+    Membership.objects.filter(user=staff).update(is_administrator=True)
+    client.force_login(staff)
+    delete = reverse("admin:portal_organization_delete", args=[acme.pk])
+    assert client.post(delete, {"post": "yes"}).status_code == 403
+    assert Organization.objects.filter(pk=acme.pk).exists()
 
 
 def test_nobody_adds_memberships_in_the_admin(client, acme):
