@@ -197,6 +197,7 @@ def make_rollout(organization, image, *, total=0, **fields):
     rollout.save()
     return rollout
 
+
 def make_token(user, **kwargs) -> str:
     """A working API token for ``user``; returns the key (only its digest is stored).
 
