@@ -7,6 +7,7 @@ from devices.models import DeviceType, Gateway
 from enrollment import batch, services
 from enrollment.validators import KEY_MAX, clean_key, clean_serial
 from portal.forms import file_or_text
+from portal.validators import validate_name
 
 
 class EnrollForm(forms.Form):
@@ -21,8 +22,10 @@ class EnrollForm(forms.Form):
     gateway = forms.ModelChoiceField(
         queryset=Gateway.objects.none(), help_text="The gateway that enrolls the device."
     )
-    name = forms.CharField(max_length=120, required=False)
-    location_note = forms.CharField(max_length=255, required=False, label="Location")
+    name = forms.CharField(max_length=120, required=False, validators=[validate_name])
+    location_note = forms.CharField(
+        max_length=255, required=False, label="Location", validators=[validate_name]
+    )
 
     def __init__(self, *args, organization, **kwargs):
         super().__init__(*args, **kwargs)

@@ -17,6 +17,7 @@ from devices.choices import OPEN_OPERATION_STATES, OperationState
 from devices.ingest import Changes
 from devices.models import BulkOperation, Device, Operation
 from devices.operations.base import chunks, progress
+from portal import audit
 
 # Called inside ``finish``'s transaction with (state, rows, now), rows being the
 # operations just closed (id, bulk_id, device_id, kind, from_state, organization_id,
@@ -102,9 +103,10 @@ def _per_row(outcomes: dict[int, tuple[str, str]], index: int) -> Case:
 
 def _close_bulks(bulk_ids, now) -> None:
     finished = F("done") + F("failed") + F("cancelled")
-    BulkOperation.objects.filter(
+    if BulkOperation.objects.filter(
         pk__in=list(bulk_ids), finished_at__isnull=True, total__lte=finished
-    ).update(finished_at=now)
+    ).update(finished_at=now):
+        audit.bulks_finished(BulkOperation.objects.filter(pk__in=list(bulk_ids), finished_at=now))
 
 
 def _report(device_ids, bulk_ids, changes: Changes) -> None:

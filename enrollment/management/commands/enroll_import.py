@@ -15,6 +15,7 @@ from django.core.management.base import BaseCommand, CommandError
 from devices.models import DeviceType, Gateway
 from enrollment import batch
 from enrollment.batch import plural
+from portal import exports
 from portal.models import Membership, Organization
 from portal.permissions import can_enroll
 from portal.progress import ProgressBar
@@ -88,7 +89,7 @@ class Command(BaseCommand):
         invalid = checked.invalid
         errors_path = path.with_name(path.name + ".errors.csv")
         if invalid:
-            errors_path.write_text(batch.errors_csv(invalid), encoding="utf-8")
+            exports.write(errors_path, batch.ERROR_COLUMNS, batch.error_rows(invalid))
         elif errors_path.exists():
             errors_path.unlink()  # an old one would describe another run
 
