@@ -28,6 +28,9 @@ STATE_COLOURS = {
     DeviceState.UNENROLLED: "grey",
 }
 
+# Event kinds (as gateways report them) and the colour of their badge.
+EVENT_KIND_COLOURS = {"alarm": "red", "state": "blue", "telemetry": "grey", "log": "grey"}
+
 IN_FLIGHT_STATES = frozenset(
     {DeviceState.ENROLLING, DeviceState.PROVISIONING, DeviceState.DEPROVISIONING}
 )

@@ -235,6 +235,13 @@ class OperationState(models.TextChoices):
 
 
 OPEN_OPERATION_STATES = (OperationState.QUEUED, OperationState.SENT)
+OPERATION_STATE_COLOURS = {
+    OperationState.QUEUED: "blue",
+    OperationState.SENT: "blue",
+    OperationState.DONE: "green",
+    OperationState.FAILED: "red",
+    OperationState.CANCELLED: "amber",
+}
 
 
 class BulkOperation(models.Model):
@@ -285,6 +292,26 @@ class BulkOperation(models.Model):
     @property
     def percent(self) -> int:
         return 100 if not self.total else self.finished_count * 100 // self.total
+
+    @property
+    def waiting(self) -> int:
+        """Devices not answered yet: queued, at their gateway, or waiting for it."""
+        return max(0, self.total - self.finished_count)
+
+    @property
+    def segments(self) -> list[dict]:
+        """The progress bar's parts in order (done, failed, cancelled, waiting), each with
+        its offset, so the bar needs no inline style (a strict CSP allows none)."""
+        parts, x = [], 0
+        for key, count in (
+            ("done", self.done),
+            ("failed", self.failed),
+            ("cancelled", self.cancelled),
+            ("waiting", self.waiting),
+        ):
+            parts.append({"key": key, "count": count, "x": x})
+            x += count
+        return parts
 
 
 class Operation(models.Model):

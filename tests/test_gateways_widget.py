@@ -131,13 +131,13 @@ def test_list_shows_own_gateways_with_status_for_live_updates(login, viewer, org
         in body
     )
     assert (
-        '<td class="gateway-last-seen"><time datetime="2024-05-06T07:08:09+00:00">2024-05-06 07:08</time></td>'
-        in body
-    )
+        '<td class="gateway-last-seen"><time datetime="2024-05-06T07:08:09Z" data-relative'
+        ' title="2024-05-06 07:08:09 UTC">'
+    ) in body
     assert f'<tr id="gateway-{never.pk}"' in body and "Never" in body
     assert "fleetgate-gateway/1.2" in body and "simulated" in body
     assert "gw-roof" in body and "Theirs" not in body and "gw-theirs" not in body
-    assert 'id="widget-gateways-count" hx-swap-oob="true">2<' in body
+    assert 'id="widget-gateways-count" hx-swap-oob="true" title="2 gateways">2<' in body
     assert "liveResync from:body" in body and 'id="gateways-results"' in body
 
 

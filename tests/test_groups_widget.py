@@ -97,7 +97,7 @@ def test_list_shows_groups_with_device_counts(login, viewer, org, other_org, dev
         ("Lobby", 3),
     ]
     assert f'<tr id="group-{lobby.pk}"' in body and "Secret" not in body
-    assert 'id="widget-groups-count" hx-swap-oob="true">2<' in body
+    assert 'id="widget-groups-count" hx-swap-oob="true" title="2 groups">2<' in body
     assert f'href="/devices/?group={lobby.pk}" data-devices-link' in body
 
 

@@ -4,21 +4,29 @@ import time
 from urllib.parse import urlparse
 
 from django.conf import settings
-from django.db.models import Prefetch
+from django.db.models import Case, CharField, OuterRef, Prefetch, Subquery, Value, When
 from django.shortcuts import get_object_or_404
 from django.urls import reverse
+from django.utils.cache import patch_vary_headers
 from django.views import View
 
+from devices import device_page
 from devices.choices import DeviceState
 from devices.filters import DeviceFilter, Facets, KeysFirstPaginator
-from devices.models import Device, DeviceGroup, DeviceType, Gateway
+from devices.forms import DeviceEditForm
+from devices.models import Device, DeviceGroup, DeviceType, Gateway, Operation, OperationState
 from devices.operations import BULK_ACTIONS
-from devices.views.base import render_varying, wants_partial
+from devices.views.base import DialogView, render_varying, wants_partial
+from portal import audit
 from portal.tenancy import OrganizationRequiredMixin
 
 # Columns a page never shows; the gateway's secret would be decrypted once per row.
 # The row menu's device actions, in the order shown.
 DEVICE_ACTIONS = [(a.value, a.label) for a in BULK_ACTIONS]
+
+# Rows kept in view after an action although they stopped matching the filter.
+KEEP_HEADER = "X-Keep-Devices"
+MAX_KEPT = 200
 
 LIST_DEFERRED = ("gateway__secret", "gateway__agent_info", "device_type__image_extensions")
 
@@ -27,6 +35,24 @@ def groups_prefetch():
     # A plain list per device: templates read it twice per row, and every
     # ``device.groups`` access would build a new related manager.
     return Prefetch("groups", queryset=DeviceGroup.objects.only("pk", "name"), to_attr="group_list")
+
+
+def with_failure(devices):
+    """Annotate ``failure``: a failed device's reason, from its latest failed operation,
+    so a list row says why (a subquery in the rows' own query, read only for failed rows).
+    """
+    latest_failed = (
+        Operation.objects.filter(device=OuterRef("pk"), state=OperationState.FAILED)
+        .order_by("-id")
+        .values("error")[:1]
+    )
+    return devices.annotate(
+        failure=Case(
+            When(state=DeviceState.FAILED, then=Subquery(latest_failed)),
+            default=Value(""),
+            output_field=CharField(),
+        )
+    )
 
 
 class DeviceListView(OrganizationRequiredMixin, View):
@@ -50,7 +76,7 @@ class DeviceListView(OrganizationRequiredMixin, View):
         devices_filter = DeviceFilter(
             request.GET, facets, settings.DEVICES_PAGE_SIZES, base_url=list_url
         )
-        rows = (
+        rows = with_failure(
             self.scoped(Device)
             .select_related("device_type", "gateway")
             .defer(*LIST_DEFERRED)
@@ -63,7 +89,9 @@ class DeviceListView(OrganizationRequiredMixin, View):
             count_in_keys=devices_filter.counts_in_keys,
         )
         page = paginator.get_page(devices_filter.page)
+        kept = self.kept_rows(rows, devices_filter)
         context = {
+            "kept_devices": kept,
             "rendered_at_ms": rendered_at_ms,
             "device_actions": DEVICE_ACTIONS,
             "filter": devices_filter,
@@ -83,7 +111,22 @@ class DeviceListView(OrganizationRequiredMixin, View):
             template = "devices/_device_results.html"
         else:
             template = "devices/_devices_widget.html"
-        return render_varying(request, template, context)
+        response = render_varying(request, template, context)
+        patch_vary_headers(response, (KEEP_HEADER,))
+        return response
+
+    def kept_rows(self, rows, devices_filter):
+        """Rows the user just acted on that no longer match the filter (static/js sends
+        their ids in ``X-Keep-Devices`` when a widget refreshes itself after an action):
+        they stay in view, dimmed, so the user can watch what they started. Two queries
+        (rows, groups) when there are any, none otherwise.
+        """
+        header = self.request.headers.get(KEEP_HEADER, "")
+        ids = [int(part) for part in header.split(",")[:MAX_KEPT] if part.strip().isdigit()]
+        if not ids or not devices_filter.is_filtered:
+            return []
+        matching = devices_filter.apply(self.scoped(Device)).order_by().values("pk")
+        return list(rows.filter(pk__in=ids).exclude(pk__in=matching).order_by("serial_number"))
 
     def is_standalone(self, list_url):
         """True on the /devices/ page itself, where links also update the address bar."""
@@ -116,15 +159,68 @@ class DeviceListView(OrganizationRequiredMixin, View):
         return {"numbers": links, **nav}
 
 
-class DeviceDetailView(OrganizationRequiredMixin, View):
-    def get(self, request, pk):
-        device = get_object_or_404(
-            self.scoped(Device)
-            .select_related("device_type", "gateway")
-            .defer("gateway__secret", "gateway__agent_info")
-            .prefetch_related(groups_prefetch()),
+class DeviceEditView(DialogView, View):
+    """Edit a device's name and location (device managers' work), audited with the
+    values before and after."""
+
+    required_rule = "device_actions"
+    title = "Edit name and location"
+    body_template = "devices/dialogs/device_edit.html"
+    submit_label = "Save"
+
+    def get_device(self, pk):
+        return get_object_or_404(
+            self.scoped(Device).only("pk", "serial_number", "name", "location", "organization_id"),
             pk=pk,
         )
-        recent = device.operations.select_related("bulk").order_by("-id")[:10]
-        context = {"device": device, "device_actions": DEVICE_ACTIONS, "operations": recent}
+
+    def get(self, request, pk):
+        device = self.get_device(pk)
+        return self.render_dialog(
+            form=DeviceEditForm(instance=device), device=device, title=self.title_for(device)
+        )
+
+    @staticmethod
+    def title_for(device):
+        return f"Edit {device.serial_number}"
+
+    def post(self, request, pk):
+        device = self.get_device(pk)
+        before = {"name": device.name, "location": device.location}
+        form = DeviceEditForm(request.POST, instance=device)
+        if not form.is_valid():
+            return self.render_dialog(form=form, device=device, title=self.title_for(device))
+        if not form.has_changed():
+            return self.done(f"{device.serial_number} is unchanged.")
+        form.save()
+        changed = {
+            field: {"from": before[field], "to": form.cleaned_data[field]}
+            for field in form.changed_data
+        }
+        audit.record(self.organization, request.user, "device.edit", [device], changes=changed)
+        return self.done(f"Saved the {' and '.join(form.changed_data)} of {device.serial_number}.")
+
+
+class DeviceDetailView(OrganizationRequiredMixin, View):
+    """The device page: identity, every action of the row menu, the installation photo
+    and other apps' panels, and the timeline (``devices.device_page``). It re-renders
+    itself when the device changes (live.js → ``deviceChanged``), a dialog saves, or an
+    operation moves."""
+
+    def get(self, request, pk):
+        device = get_object_or_404(
+            with_failure(
+                self.scoped(Device)
+                .select_related("device_type", "gateway")
+                .defer("gateway__secret", "gateway__agent_info")
+                .prefetch_related(groups_prefetch())
+            ),
+            pk=pk,
+        )
+        context = {
+            "device": device,
+            "device_actions": DEVICE_ACTIONS,
+            "timeline": device_page.timeline(device),
+            "panels": device_page.panels(device),
+        }
         return render_varying(request, "devices/device_detail.html", context)

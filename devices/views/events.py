@@ -17,6 +17,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views import View
 
+from devices.choices import EVENT_KIND_COLOURS
 from devices.filters import _pick
 from devices.models import Device, DeviceEvent, Gateway
 from devices.views.base import render_varying, wants_partial
@@ -32,7 +33,7 @@ MAX_ID = 2**63 - 1  # larger ``before`` values would overflow the database's int
 
 # The gateway protocol admits only these kinds, so the choices need no query.
 KINDS = tuple(kind.value for kind in EventKind)
-KIND_COLOURS = {"alarm": "red", "state": "blue", "telemetry": "grey", "log": "grey"}
+KIND_COLOURS = EVENT_KIND_COLOURS
 WINDOWS = {
     "5m": ("Last 5 minutes", timedelta(minutes=5)),
     "1h": ("Last hour", timedelta(hours=1)),

@@ -24,6 +24,36 @@
     document.body.append(region);
   });
 
+  // --- Refused actions (portal/_action.html) stay focusable and say why when used.
+  document.addEventListener(
+    "click",
+    (event) => {
+      const refused = event.target.closest('[aria-disabled="true"][data-refusal]');
+      if (!refused) return;
+      event.preventDefault();
+      event.stopPropagation();
+      toast(refused.dataset.refusal, "error");
+    },
+    true,
+  );
+
+  // --- The header's menu on a phone: the Menu button shows and hides the links.
+  document.addEventListener("click", (event) => {
+    const toggle = event.target.closest("#topbar-toggle");
+    if (!toggle) return;
+    const open = toggle.getAttribute("aria-expanded") !== "true";
+    toggle.setAttribute("aria-expanded", String(open));
+    document.getElementById("topbar-menu").classList.toggle("is-open", open);
+  });
+  document.addEventListener("keydown", (event) => {
+    const toggle = document.getElementById("topbar-toggle");
+    if (event.key !== "Escape" || !toggle || toggle.getAttribute("aria-expanded") !== "true") return;
+    if (!document.getElementById("topbar-menu").contains(document.activeElement)) return;
+    toggle.setAttribute("aria-expanded", "false");
+    document.getElementById("topbar-menu").classList.remove("is-open");
+    toggle.focus();
+  });
+
   // --- Action menus: native popovers (light dismiss and Escape for free), placed
   // under their button, with arrow-key movement between items.
   function invokerOf(menu) {
