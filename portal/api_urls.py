@@ -6,7 +6,9 @@ work with no Internet access.
 """
 
 from django.urls import include, path
-from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularAPIView
+
+from portal.api_docs import RedocView, SwaggerView
 
 app_name = "api"
 
@@ -15,11 +17,6 @@ urlpatterns = [
     path("", include("licensing.api")),
     path("", include("enrollment.api")),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
-    path("docs/", SpectacularSwaggerView.as_view(url_name="api:schema"), name="docs"),
-    path(
-        "redoc/",
-        # Redoc's stock page fetches web fonts from a CDN; ours does not.
-        SpectacularRedocView.as_view(url_name="api:schema", template_name="portal/api_redoc.html"),
-        name="redoc",
-    ),
+    path("docs/", SwaggerView.as_view(url_name="api:schema"), name="docs"),
+    path("redoc/", RedocView.as_view(url_name="api:schema"), name="redoc"),
 ]

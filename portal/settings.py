@@ -8,6 +8,7 @@ import base64
 import hashlib
 import os
 from pathlib import Path
+from urllib.parse import urlparse
 
 import dj_database_url
 
@@ -219,10 +220,16 @@ FIELD_ENCRYPTION_KEYS = env_list("FIELD_ENCRYPTION_KEYS", "") or [derived_key(SE
 
 # Live widgets: the pub/sub layer fans out ~13x faster than the core layer and never
 # silently drops at a capacity limit; at-most-once is fine because pages resync.
+# Redis pub/sub channels are global to the server, not per database: the prefix carries
+# the database number, so two portals sharing a Redis (a demo and a test run) never see
+# each other's live pushes, which name organizations and devices by id.
 CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
-        "CONFIG": {"hosts": [REDIS_URL]},
+        "CONFIG": {
+            "hosts": [REDIS_URL],
+            "prefix": f"fleetgate{urlparse(REDIS_URL).path.strip('/') or '0'}",
+        },
     }
 }
 

@@ -24,6 +24,34 @@
     document.body.append(region);
   });
 
+  // --- Copy buttons (data-copy="<id of the element to copy>"), e.g. a gateway's secret.
+  document.addEventListener("click", (event) => {
+    const button = event.target.closest("[data-copy]");
+    const source = button && document.getElementById(button.dataset.copy);
+    if (!source) return;
+    const label = button.textContent;
+    const copied = () => {
+      button.textContent = "Copied";
+      setTimeout(() => {
+        button.textContent = label;
+      }, 2000);
+    };
+    const selectIt = () => {
+      // Plain http (no Clipboard API): select the text, try the old copy command.
+      const range = document.createRange();
+      range.selectNodeContents(source);
+      window.getSelection().removeAllRanges();
+      window.getSelection().addRange(range);
+      if (document.execCommand && document.execCommand("copy")) copied();
+      else button.textContent = "Selected: press Ctrl+C";
+    };
+    if (navigator.clipboard && window.isSecureContext) {
+      navigator.clipboard.writeText(source.textContent).then(copied, selectIt);
+    } else {
+      selectIt();
+    }
+  });
+
   // --- Refused actions (portal/_action.html) stay focusable and say why when used.
   document.addEventListener(
     "click",
@@ -188,13 +216,28 @@
     const detail = event.detail || {};
     if (detail.message) toast(detail.message, "success");
   });
+  // An error page's own sentence (templates/error.html) says best what happened.
+  function errorSentence(xhr) {
+    try {
+      const page = new DOMParser().parseFromString(xhr.responseText || "", "text/html");
+      const sentence = page.querySelector("[data-error-sentence]");
+      return sentence ? sentence.textContent.trim() : "";
+    } catch (error) {
+      return "";
+    }
+  }
   document.addEventListener("htmx:responseError", (event) => {
-    const status = event.detail.xhr ? event.detail.xhr.status : 0;
+    const xhr = event.detail.xhr;
+    const status = xhr ? xhr.status : 0;
     const messages = {
       403: "Your role groups do not allow this.",
       404: "Not found: it may have been deleted meanwhile.",
     };
-    toast(messages[status] || "Something went wrong (" + status + "). Try again.", "error");
+    const said = xhr ? errorSentence(xhr) : "";
+    toast(said || messages[status] || "Something went wrong (" + status + "). Try again.", "error");
+  });
+  document.addEventListener("click", (event) => {
+    if (event.target.closest("[data-history-back]")) window.history.back();
   });
   document.addEventListener("htmx:sendError", () => {
     toast("The portal cannot be reached. Check the connection and try again.", "error");
