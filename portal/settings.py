@@ -185,8 +185,10 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
-    # No badge fetched from the public validator service.
-    "SWAGGER_UI_SETTINGS": {"deepLinking": True, "validatorUrl": None},
+    # No badge fetched from the public validator service. No deep links: Swagger UI puts
+    # them inside each operation's toggle button, a link within a button (axe:
+    # nested-interactive), which keyboard and screen-reader users cannot reach.
+    "SWAGGER_UI_SETTINGS": {"deepLinking": False, "validatorUrl": None},
 }
 
 # --- Fleetgate
