@@ -460,7 +460,6 @@ def axe_violations(page):
 
 
 def test_axe_finds_nothing_on_the_portals_pages(browser, live_server, building, monkeypatch):
-    pytest.importorskip("axe_playwright_python")
     device = building["devices"][1]
     page = new_page(browser)
     found = {}
