@@ -20,7 +20,6 @@ from devices.views.base import DialogView, render_varying, wants_partial
 from portal import audit
 from portal.tenancy import OrganizationRequiredMixin
 
-# Columns a page never shows; the gateway's secret would be decrypted once per row.
 # The row menu's device actions, in the order shown.
 DEVICE_ACTIONS = [(a.value, a.label) for a in BULK_ACTIONS]
 
@@ -28,6 +27,7 @@ DEVICE_ACTIONS = [(a.value, a.label) for a in BULK_ACTIONS]
 KEEP_HEADER = "X-Keep-Devices"
 MAX_KEPT = 200
 
+# Columns a page never shows; the gateway's secret would be decrypted once per row.
 LIST_DEFERRED = ("gateway__secret", "gateway__agent_info", "device_type__image_extensions")
 
 
@@ -169,10 +169,7 @@ class DeviceEditView(DialogView, View):
     submit_label = "Save"
 
     def get_device(self, pk):
-        return get_object_or_404(
-            self.scoped(Device).only("pk", "serial_number", "name", "location", "organization_id"),
-            pk=pk,
-        )
+        return get_object_or_404(self.scoped(Device), pk=pk)
 
     def get(self, request, pk):
         device = self.get_device(pk)
@@ -192,7 +189,8 @@ class DeviceEditView(DialogView, View):
             return self.render_dialog(form=form, device=device, title=self.title_for(device))
         if not form.has_changed():
             return self.done(f"{device.serial_number} is unchanged.")
-        form.save()
+        form.save(commit=False)
+        device.save(update_fields=[*form.changed_data, "updated_at"])
         changed = {
             field: {"from": before[field], "to": form.cleaned_data[field]}
             for field in form.changed_data
