@@ -207,7 +207,10 @@ def test_list_is_a_constant_number_of_queries_and_never_reads_a_secret(login, vi
 def test_viewer_sees_no_change_buttons_and_iot_manager_does(login, viewer, iot_manager, org):
     make_gateway(org, name="Roof")
     body = login(viewer).get(LIST, **HTMX).content.decode()
-    assert "New gateway" not in body and "Rotate secret…" not in body and "Delete…" not in body
+    # Shown, refused with the reason (issue 9, point 5), and leading nowhere.
+    for label in ("+ New gateway", "Rotate secret…", "Delete…"):
+        assert f'data-refusal="{label}: needs Administrator or IoT Manager."' in body
+    assert CREATE not in body and "rotate-secret/" not in body and "/delete/" not in body
     assert "Show its devices" in body
     body = login(iot_manager).get(LIST, **HTMX).content.decode()
     assert "New gateway" in body and "Rotate secret…" in body and "Delete…" in body

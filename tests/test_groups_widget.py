@@ -122,10 +122,13 @@ def test_list_is_a_constant_number_of_queries(login, viewer, org, device_type):
     assert queries() == few == 6  # session, user, memberships; count, keys, annotated rows
 
 
-def test_viewer_sees_no_change_buttons_and_manager_does(login, viewer, manager, org):
-    make_group(org, "Lobby")
+def test_viewer_sees_change_buttons_refused_and_manager_may_use_them(login, viewer, manager, org):
+    group = make_group(org, "Lobby")
     body = login(viewer).get(LIST, **HTMX).content.decode()
-    assert "New group" not in body and "Rename…" not in body and "Delete…" not in body
+    # Shown, refused with the reason (issue 9, point 5), and leading nowhere.
+    for label in ("+ New group", "Rename…", "Delete…", "Provision all devices…"):
+        assert f'data-refusal="{label}: needs Administrator or Device Manager."' in body
+    assert CREATE not in body and rename_url(group) not in body and delete_url(group) not in body
     assert "Show its devices" in body
     body = login(manager).get(LIST, **HTMX).content.decode()
     assert "New group" in body and "Rename…" in body and "Delete…" in body
