@@ -241,6 +241,8 @@ def test_the_device_page_follows_its_device_live(page, portal, bridge, publisher
     expect(page.locator("#device-details")).to_contain_text("Discovered since")
     page.get_by_role("button", name="Actions").click()
     expect(provision).not_to_have_attribute("aria-disabled", "true")
+    # The re-rendered page still says it is live (the socket never closed).
+    expect(page.locator("#live-indicator")).to_have_attribute("data-state", "live")
     assert page.evaluate("window.__sameDocument") is True
     assert page.errors == []
     page.screenshot(path=str(ARTIFACTS / "device-page-live.png"), full_page=True)

@@ -15,7 +15,9 @@
   const root = document.querySelector("[data-live-url]");
   if (!root || !("WebSocket" in window)) return;
 
-  const indicator = document.getElementById("live-indicator");
+  // Looked up each time: a page that re-renders itself (the device page) brings a new one.
+  const indicatorElement = () => document.getElementById("live-indicator");
+  let currentStatus = "connecting";
   const LABELS = {
     connecting: "Connecting…",
     live: "Live",
@@ -31,6 +33,8 @@
   let retryTimer = null;
 
   function setStatus(status) {
+    currentStatus = status;
+    const indicator = indicatorElement();
     if (!indicator) return;
     indicator.dataset.state = status;
     const label = indicator.querySelector(".live-label");
@@ -124,6 +128,11 @@
     flash(tr);
   }
 
+  document.addEventListener("htmx:afterSettle", () => {
+    const indicator = indicatorElement();
+    if (indicator && indicator.dataset.state !== currentStatus) setStatus(currentStatus);
+  });
+
   document.addEventListener("htmx:afterSettle", function (event) {
     const root = event.target.closest ? event.target.closest("[data-rendered-at]") : null;
     const rendered = Number((root || event.target.querySelector?.("[data-rendered-at]") || {}).dataset?.renderedAt || 0);
@@ -211,7 +220,7 @@
   });
 
   window.Fleetgate = Object.assign(window.Fleetgate || {}, {
-    live: { status: () => (indicator ? indicator.dataset.state : null) },
+    live: { status: () => currentStatus },
   });
   connect();
 })();
