@@ -64,6 +64,5 @@ def links(roles, path: str) -> list[dict]:
 
 register(NavItem("dashboard", "Dashboard", "dashboard", order=0))
 register(NavItem("members", "Members", "members", order=80, rule="manage_members"))
-# The audit helper's page (issue 13); left out until the URL name resolves.
-register(NavItem("audit", "Audit log", "portal:audit", order=85))
+register(NavItem("audit", "Audit log", "audit:log", order=85, rule="view_audit"))
 register(NavItem("api", "API docs", "api:docs", order=90))

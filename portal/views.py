@@ -10,7 +10,7 @@ from django.views import View
 from django.views.generic import TemplateView
 
 from portal import tenancy, widgets
-from portal.models import DashboardLayout
+from portal.models import DashboardLayout, Invitation
 
 
 class DashboardView(tenancy.OrganizationRequiredMixin, TemplateView):
@@ -21,6 +21,8 @@ class DashboardView(tenancy.OrganizationRequiredMixin, TemplateView):
         layout = DashboardLayout.objects.filter(user=self.request.user).first()
         saved = layout.layout if layout else {}
         context["cards"] = widgets.arrange(widgets.visible_widgets(self.roles), saved)
+        # Invitations to other organizations wait for the user's answer (portal.membership).
+        context["open_invitations"] = Invitation.objects.for_invitee(self.request.user).count()
         return context
 
 

@@ -246,6 +246,10 @@ def test_the_dashboard_fits_at_every_width(browser, live_server, building, width
         expect(nav.get_by_role("link", name=area, exact=True)).to_be_attached()
     expect(nav.get_by_role("link", name="Members")).to_be_attached()
     expect(nav.get_by_role("link", name="API docs")).to_be_attached()
+    # The account's own pages and Log out are in the menu under the user's name.
+    page.get_by_role("button", name=re.compile(r"^admin")).click()
+    for item in ("Invitations", "API tokens", "Log out"):
+        expect(page.get_by_role("menuitem", name=item)).to_be_visible()
     assert page.errors == []
 
 
@@ -401,8 +405,13 @@ def test_a_viewer_sees_refused_actions_with_the_reason(browser, live_server, bui
         "Provision…: needs Administrator or Device Manager."
     )
     expect(page.locator("dialog")).to_have_count(0)
-    members = page.get_by_role("navigation", name="Main").locator(".topnav-disabled")
-    expect(members).to_have_attribute("title", "Members needs Administrator")
+    refused = page.get_by_role("navigation", name="Main").locator(".topnav-disabled")
+    expect(refused.filter(has_text="Members")).to_have_attribute(
+        "title", "Members needs Administrator"
+    )
+    expect(refused.filter(has_text="Audit log")).to_have_attribute(
+        "title", "Audit log needs Administrator"
+    )
     shot(page, "dashboard-viewer-refusals.png")
 
     # The server refuses regardless, with the same reason on the portal's 403 page.
