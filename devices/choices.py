@@ -28,6 +28,9 @@ STATE_COLOURS = {
     DeviceState.UNENROLLED: "grey",
 }
 
+# Event kinds (as gateways report them) and the colour of their badge.
+EVENT_KIND_COLOURS = {"alarm": "red", "state": "blue", "telemetry": "grey", "log": "grey"}
+
 IN_FLIGHT_STATES = frozenset(
     {DeviceState.ENROLLING, DeviceState.PROVISIONING, DeviceState.DEPROVISIONING}
 )
@@ -49,3 +52,10 @@ class OperationState(models.TextChoices):
 
 
 OPEN_OPERATION_STATES = (OperationState.QUEUED, OperationState.SENT)
+OPERATION_STATE_COLOURS = {
+    OperationState.QUEUED: "blue",
+    OperationState.SENT: "blue",
+    OperationState.DONE: "green",
+    OperationState.FAILED: "red",
+    OperationState.CANCELLED: "amber",
+}

@@ -255,3 +255,30 @@ class GatewayForm(forms.ModelForm):
         except IntegrityError:
             self.add_error("uid", UID_TAKEN)
             return None
+
+
+def _printable_line(value: str, label: str) -> str:
+    """One line of printable text, spaces collapsed: what the gateway protocol carries
+    (gateway/schema.py ``text``) and what a list row shows."""
+    value = " ".join(value.split())
+    if not value.isprintable():
+        raise ValidationError(f"{label} may hold printable characters only.")
+    return value
+
+
+class DeviceEditForm(forms.ModelForm):
+    """A device's name and location, the two things a person gives it."""
+
+    class Meta:
+        model = Device
+        fields = ["name", "location"]
+        help_texts = {
+            "name": "Shown in lists; sent to the device when it is next provisioned.",
+            "location": "Where it is installed, e.g. “Floor 2, room 214, above the door”.",
+        }
+
+    def clean_name(self):
+        return _printable_line(self.cleaned_data["name"], "The name")
+
+    def clean_location(self):
+        return _printable_line(self.cleaned_data["location"], "The location")

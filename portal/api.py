@@ -109,9 +109,9 @@ class RulePermission(BasePermission):
         if membership is None:
             self.message = NO_ORGANIZATION
             return False
-        rule = view.required_rule
-        self.message = f"Your role groups do not allow this ({rule})."
-        return permissions.allows(rule, membership.roles)
+        decision = permissions.decide(view.required_rule, membership.roles)
+        self.message = f"Your role groups do not allow this: it {decision.reason}."
+        return decision.allowed
 
 
 class OrganizationScopedMixin:

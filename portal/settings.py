@@ -12,6 +12,7 @@ import hashlib
 import os
 from datetime import timedelta
 from pathlib import Path
+from urllib.parse import urlparse
 
 import dj_database_url
 from django.utils.csp import CSP
@@ -270,8 +271,10 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
-    # No badge fetched from the public validator service.
-    "SWAGGER_UI_SETTINGS": {"deepLinking": True, "validatorUrl": None},
+    # No badge fetched from the public validator service. No deep links: Swagger UI puts
+    # them inside each operation's toggle button, a link within a button (axe:
+    # nested-interactive), which keyboard and screen-reader users cannot reach.
+    "SWAGGER_UI_SETTINGS": {"deepLinking": False, "validatorUrl": None},
 }
 
 # --- Fleetgate
@@ -316,10 +319,16 @@ FIELD_ENCRYPTION_KEYS = env_list("FIELD_ENCRYPTION_KEYS", "") or [derived_key(SE
 
 # Live widgets: the pub/sub layer fans out ~13x faster than the core layer and never
 # silently drops at a capacity limit; at-most-once is fine because pages resync.
+# Redis pub/sub channels are global to the server, not per database: the prefix carries
+# the database number, so two portals sharing a Redis (a demo and a test run) never see
+# each other's live pushes, which name organizations and devices by id.
 CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
-        "CONFIG": {"hosts": [REDIS_URL]},
+        "CONFIG": {
+            "hosts": [REDIS_URL],
+            "prefix": f"fleetgate{urlparse(REDIS_URL).path.strip('/') or '0'}",
+        },
     }
 }
 

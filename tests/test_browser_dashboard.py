@@ -4,6 +4,7 @@ Every step waits for what the user would see (Playwright's auto-waiting ``expect
 never for a fixed time, and nothing is retried: a flaky run is a bug to fix.
 """
 
+import re
 import threading
 
 import pytest
@@ -156,6 +157,8 @@ def test_collapse_and_rearrange_are_remembered(page, live_server, db_lock, inven
     with page.expect_response("**/dashboard/layout/") as saved:
         groups_card.get_by_role("button", name="Move Groups earlier").click()
     assert saved.value.ok
+    # dashboard.js re-packs at once: alone before a wide card, it takes the whole row.
+    expect(groups_card).to_have_class(re.compile(r"\bis-stretched\b"), timeout=TIMEOUT_MS)
 
     with db_lock:
         layout = DashboardLayout.objects.get(user=inventory["user"]).layout
@@ -165,7 +168,9 @@ def test_collapse_and_rearrange_are_remembered(page, live_server, db_lock, inven
     page.reload()
     keys = page.locator("#dashboard > .widget")
     expect(keys.first).to_have_attribute("data-widget", "groups", timeout=TIMEOUT_MS)
-    expect(groups_card).to_have_class("widget card is-collapsed", timeout=TIMEOUT_MS)
+    expect(groups_card).to_have_class(re.compile(r"\bis-collapsed\b"), timeout=TIMEOUT_MS)
+    # Moved first, before the wide Devices card, the half-width card takes the whole row.
+    expect(groups_card).to_have_class(re.compile(r"\bis-stretched\b"), timeout=TIMEOUT_MS)
     # A collapsed card loads its body only when opened.
     expect(page.locator("#groups-widget")).to_have_count(0)
     groups_card.get_by_role("button", name="Show or hide Groups").click()

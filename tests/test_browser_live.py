@@ -7,6 +7,7 @@ file, so it can be killed and started again like a deployed portal.
 """
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -172,3 +173,34 @@ def test_the_page_reconnects_after_a_restart_and_catches_up(page, portal, bridge
     expect(state_cell(page, first)).to_have_text("Discovered")
     assert page.evaluate("window.__sameDocument") is True
     assert page.errors == []
+
+
+def test_the_device_page_follows_its_device_live(page, portal, bridge, publisher, site):
+    """Issue 9, point 4: the device page's state (and what it offers) change live."""
+    first = site["devices"][0]
+    open_dashboard(page, portal)
+    page.goto(f"{portal.url}/devices/{first.pk}/")
+    expect(page.locator("#live-indicator")).to_have_attribute("data-state", "live")
+    page.evaluate("window.__sameDocument = true")
+    expect(state_cell(page, first)).to_have_text("Unenrolled")
+    page.get_by_role("button", name="Actions").click()
+    provision = page.get_by_role("menuitem", name=re.compile(r"^Provision…"))
+    expect(provision).to_have_attribute("aria-disabled", "true")  # not while unenrolled
+    page.keyboard.press("Escape")
+
+    send(
+        publisher,
+        site["gateway"].uid,
+        MsgType.DISCOVERY,
+        {"devices": [{"serial": first.serial_number}]},
+    )
+    expect(state_cell(page, first)).to_have_text("Discovered")
+    # The rest of the page follows: its details, and provisioning is offered now.
+    expect(page.locator("#device-details")).to_contain_text("Discovered since")
+    page.get_by_role("button", name="Actions").click()
+    expect(provision).not_to_have_attribute("aria-disabled", "true")
+    # The re-rendered page still says it is live (the socket never closed).
+    expect(page.locator("#live-indicator")).to_have_attribute("data-state", "live")
+    assert page.evaluate("window.__sameDocument") is True
+    assert page.errors == []
+    page.screenshot(path=str(ARTIFACTS / "device-page-live.png"), full_page=True)

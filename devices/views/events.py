@@ -16,6 +16,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views import View
 
+from devices.choices import EVENT_KIND_COLOURS
 from devices.filters import EVENT_KINDS, EVENT_PAGE_SIZES, WINDOWS, EventFilterSet
 from devices.models import DeviceEvent, Gateway
 from portal.htmx import WidgetMixin, on_own_page
@@ -23,7 +24,7 @@ from portal.tenancy import OrganizationRequiredMixin
 
 LIVE_ROWS = 50  # rows events.js keeps while it prepends live samples
 RATE_SECONDS = 120
-KIND_COLOURS = {"alarm": "red", "state": "blue", "telemetry": "grey", "log": "grey"}
+KIND_COLOURS = EVENT_KIND_COLOURS
 UNKNOWN_DEVICE = " (unknown device)"  # how devices.ingest._summary marks an unknown serial
 
 

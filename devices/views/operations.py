@@ -9,16 +9,25 @@ import json
 
 from django.contrib import messages
 from django.core.paginator import Paginator
+from django.db.models import Count, Q
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect
 from django.urls import reverse
 from django.views import View
 
 from devices import operations
+from devices.choices import OperationState
 from devices.forms import DeviceActionForm
 from devices.lifecycle import Action
 from devices.models import BulkOperation, Device, DeviceGroup, Operation
-from portal.htmx import GROUPS_CHANGED, DialogView, WidgetMixin, render_varying, safe_next
+from portal.htmx import (
+    GROUPS_CHANGED,
+    DialogView,
+    WidgetMixin,
+    on_own_page,
+    render_varying,
+    safe_next,
+)
 from portal.tenancy import OrganizationRequiredMixin
 
 OPERATIONS_CHANGED = "operationsChanged"
@@ -120,18 +129,54 @@ class BulkObjectMixin:
         return get_object_or_404(self.scoped(BulkOperation), pk=pk)
 
 
+def attach_top_failures(bulks) -> None:
+    """Give each bulk operation with failures its most frequent reason (``top_failure``:
+    error, code, n), so a list row says why without opening it. One query for the lot.
+    """
+    failing = [bulk.pk for bulk in bulks if bulk.failed]
+    if not failing:
+        return
+    rows = (
+        Operation.objects.filter(bulk_id__in=failing, state=OperationState.FAILED)
+        .values("bulk_id", "error", "code")
+        .annotate(n=Count("id"))
+        .order_by("bulk_id", "-n", "error")
+    )
+    top = {}
+    for row in rows:
+        top.setdefault(row["bulk_id"], row)
+    for bulk in bulks:
+        bulk.top_failure = top.get(bulk.pk)
+
+
 class OperationListView(WidgetMixin, OrganizationRequiredMixin, View):
-    """The Operations widget: recent bulk operations with live progress (one query)."""
+    """The Operations widget: recent bulk operations with live progress.
+
+    The header's count is the number of bulk operations (what the list holds), with
+    how many still run; four queries whatever the numbers.
+    """
 
     page_template = "devices/operation_list.html"
     widget_template = "devices/_operations_widget.html"
 
     def get(self, request):
-        recent = list(self.scoped(BulkOperation).select_related("created_by")[:RECENT_OPERATIONS])
+        bulks = self.scoped(BulkOperation)
+        page = Paginator(bulks.select_related("created_by"), RECENT_OPERATIONS).get_page(
+            request.GET.get("page")
+        )
+        recent = list(page.object_list)
+        attach_top_failures(recent)
+        list_url = reverse("devices:operations-widget")
         context = {
             "bulks": recent,
+            "page_obj": page,
+            "list_url": list_url,
+            "standalone": on_own_page(request, list_url),
+            "totals": bulks.aggregate(
+                all=Count("id"), running=Count("id", filter=Q(finished_at__isnull=True))
+            ),
             "open": operations.open_counts(self.organization),
-            "self_url": reverse("devices:operations-widget"),
+            "self_url": f"{list_url}?page={page.number}",
         }
         return self.render_widget(context)
 

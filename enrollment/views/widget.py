@@ -48,6 +48,7 @@ class EnrollmentWidgetView(WidgetMixin, OrganizationRequiredMixin, View):
             "query": query,
             "counts": [(s, label, counts.get(s, 0)) for s, label in EnrollmentStatus.choices],
             "open_count": counts.get("pending", 0) + counts.get("in_progress", 0),
+            "total_count": sum(counts.values()),
             "can_enroll": self.allows("enroll"),
             "self_url": reverse("enrollment:widget"),
         }
