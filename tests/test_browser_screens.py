@@ -18,6 +18,7 @@ from devices.models import BulkOperation, DeviceEvent, Operation, OperationState
 from enrollment.models import EnrollmentRecord, EnrollmentStatus
 from portal.choices import Role
 from portal.models import AuditEntry
+from tests.browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, TIMEOUT_MS
 from tests.factories import (
     PASSWORD,
     make_device,
@@ -29,10 +30,6 @@ from tests.factories import (
     make_organization,
 )
 from tests.test_browser_dashboard import (  # noqa: F401  (fixtures)
-    ARTIFACTS,
-    CHROMIUM,
-    CHROMIUM_ARGS,
-    TIMEOUT_MS,
     OneRequestAtATime,
     db_lock,
 )
