@@ -270,7 +270,9 @@ def test_over_capacity_the_form_stores_nothing_and_says_why(
         HTTP_HX_REQUEST="true",
     )
     assert response.status_code == 200
-    assert "Nothing was enrolled. Only 0 of the requested 1" in response.content.decode()
+    assert "Nothing was enrolled. The device cannot be provisioned: there is no valid" in (
+        response.content.decode()
+    )
     assert not EnrollmentRecord.objects.exists() and not Device.objects.exists()
 
 
