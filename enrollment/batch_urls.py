@@ -9,6 +9,7 @@ from enrollment import batch_views
 
 urlpatterns = [
     path("", batch_views.BatchNewView.as_view(), name="batch-new"),
+    path("default-type/", batch_views.BatchDefaultTypeView.as_view(), name="batch-default-type"),
     path("commit/", batch_views.BatchCommitView.as_view(), name="batch-commit"),
     path("rejected/<str:token>.csv", batch_views.BatchErrorsView.as_view(), name="batch-errors"),
 ]

@@ -161,6 +161,8 @@ class BatchMixin(OrganizationRequiredMixin):
             "header": checked.header,
             "default_type": device_type,
             "default_gateway": gateway,
+            "without_type": checked.without_type,
+            "device_types": DeviceType.objects.order_by("name") if checked.without_type else (),
             "error": error,
             "key_omitted": batch.KEY_OMITTED,
         }
@@ -202,6 +204,34 @@ class BatchNewView(BatchMixin, View):
         request.session[SESSION_KEY] = entry
         return self.render_step(
             "enrollment/batch_preview.html", self.preview_context(entry, checked)
+        )
+
+
+class BatchDefaultTypeView(BatchMixin, View):
+    """The preview's "use this type for rows without one": the list is checked again with
+    that default type, without uploading it again."""
+
+    def post(self, request):
+        entry = self.entry(request.POST.get("token", ""))
+        if not entry.get("sealed"):
+            messages.info(request, "This list was imported already.")
+            return redirect("enrollment:batch-new")
+        device_type = DeviceType.objects.filter(pk=request.POST.get("device_type") or 0).first()
+        error = "" if device_type else "Choose a device type for the rows without one."
+        if device_type:
+            entry = {**entry, "device_type": device_type.pk}
+            request.session[SESSION_KEY] = entry
+        default_type, gateway = self.defaults(entry)
+        checked = batch.check(
+            self.organization,
+            batch.parse(_unseal(entry["sealed"])),
+            device_type=default_type,
+            gateway=gateway,
+        )
+        return self.render_step(
+            "enrollment/batch_preview.html",
+            self.preview_context(entry, checked, error=error),
+            status=200 if device_type else 400,
         )
 
 

@@ -150,6 +150,7 @@ NOT_IN_MATRIX = {
     "enrollment:retry",  # POST only: tests/test_enrollment.py
     "enrollment:retry-failed",
     "enrollment:batch-commit",  # POST only, and a token of the user's session:
+    "enrollment:batch-default-type",
     "enrollment:batch-errors",  # tests/test_enrollment_batch.py
     "enrollment:installer-retry",  # POST only: tests/test_enrollment_installer.py
 }
