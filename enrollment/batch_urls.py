@@ -11,5 +11,6 @@ urlpatterns = [
     path("", batch_views.BatchNewView.as_view(), name="batch-new"),
     path("default-type/", batch_views.BatchDefaultTypeView.as_view(), name="batch-default-type"),
     path("commit/", batch_views.BatchCommitView.as_view(), name="batch-commit"),
+    path("<int:pk>/progress/", batch_views.BatchProgressView.as_view(), name="batch-progress"),
     path("rejected/<str:token>.csv", batch_views.BatchErrorsView.as_view(), name="batch-errors"),
 ]

@@ -17,8 +17,9 @@ from django import forms
 from django.contrib import messages
 from django.core.exceptions import RequestDataTooBig
 from django.db import DatabaseError
+from django.db.models import Count
 from django.http import Http404, HttpResponse
-from django.shortcuts import redirect
+from django.shortcuts import get_object_or_404, redirect
 from django.urls import reverse
 from django.utils.cache import add_never_cache_headers
 from django.views import View
@@ -26,6 +27,7 @@ from django.views import View
 from devices.models import DeviceType, Gateway
 from devices.views.base import render_varying, wants_partial
 from enrollment import batch
+from enrollment.models import EnrollmentBatch, EnrollmentRecord, EnrollmentStatus
 from portal import crypto
 from portal.tenancy import OrganizationRequiredMixin
 
@@ -283,8 +285,8 @@ class BatchCommitView(BatchMixin, View):
             ).decode("ascii"),
         }
         context = {
+            **progress_context(committed.batch),
             "token": entry["token"],
-            "batch": committed.batch,
             "sent": sent,
             "invalid_rows": invalid[:INVALID_SHOWN],
             "invalid_count": len(invalid),
@@ -292,6 +294,45 @@ class BatchCommitView(BatchMixin, View):
             "widget_url": reverse("enrollment:widget"),
         }
         return self.render_step("enrollment/batch_result.html", context)
+
+
+FAILED_SHOWN = 20
+
+
+def progress_context(batch_row) -> dict:
+    """Where a committed batch's records are now: counts by status (one query) and the
+    first failed ones with their reasons (one more)."""
+    records = EnrollmentRecord.objects.filter(batch=batch_row)
+    counts = dict(records.order_by().values_list("status").annotate(n=Count("pk")))
+    done, failed = counts.get(EnrollmentStatus.DONE, 0), counts.get(EnrollmentStatus.FAILED, 0)
+    total = sum(counts.values())
+    return {
+        "batch": batch_row,
+        "total": total,
+        "done": done,
+        "failed": failed,
+        "in_progress": counts.get(EnrollmentStatus.IN_PROGRESS, 0),
+        "pending": counts.get(EnrollmentStatus.PENDING, 0),
+        "finished": done + failed,
+        "failed_records": list(
+            records.filter(status=EnrollmentStatus.FAILED)
+            .order_by("id")
+            .only("serial_number", "reason")[:FAILED_SHOWN]
+        ),
+    }
+
+
+class BatchProgressView(BatchMixin, View):
+    """A committed batch's progress: the result page reloads it whenever enrollments
+    finish (the ``refresh`` of the enrollment widget, over the page's WebSocket)."""
+
+    def get(self, request, pk):
+        batch_row = get_object_or_404(self.scoped(EnrollmentBatch), pk=pk)
+        response = render_varying(
+            request, "enrollment/_batch_progress_body.html", progress_context(batch_row)
+        )
+        add_never_cache_headers(response)
+        return response
 
 
 class BatchErrorsView(BatchMixin, View):

@@ -396,6 +396,39 @@ def test_choosing_no_type_keeps_the_preview_and_says_so(org, sensor, admin_clien
     assert other.status_code == 404
 
 
+def test_the_result_page_follows_the_batch_live(org, sensor, gateway, admin_client, login):
+    """The result page listens on the organization's socket and reloads the batch's
+    progress whenever enrollments finish: records done or failed show without a reload."""
+    make_license(org, seats=10)
+    token = token_of(
+        upload(admin_client, "SN1,KEY-ONE-1,,gw-a\nSN2,KEY-TWO-2,,gw-a\n", device_type=sensor.pk)
+    )
+    page = admin_client.post(reverse("enrollment:batch-commit"), {"token": token})
+    body = page.content.decode()
+    batch_row = EnrollmentBatch.objects.get()
+    progress_url = reverse("enrollment:batch-progress", args=[batch_row.pk])
+    assert 'data-live-url="/ws/live/"' in body and "js/live.js" in body
+    assert progress_url in body and "liveRefresh[detail.widgets.includes('enrollment')]" in body
+    assert 'data-done="0"' in body and 'data-total="2"' in body
+
+    EnrollmentRecord.objects.filter(serial_number="SN1").update(status=EnrollmentStatus.DONE)
+    EnrollmentRecord.objects.filter(serial_number="SN2").update(
+        status=EnrollmentStatus.FAILED, reason="wrong access key"
+    )
+    with CaptureQueriesContext(connection) as queries:
+        partial = admin_client.get(progress_url, headers={"HX-Request": "true"})
+    body = partial.content.decode()
+    assert partial.status_code == 200 and "<html" not in body
+    assert 'data-done="1"' in body and 'data-failed="1"' in body and 'data-running="false"' in body
+    assert "wrong access key" in body and "SN2" in body
+    assert len(queries) <= 8  # session, user, memberships, batch, counts, failed
+
+    other = login(make_member(make_organization(), [Role.ADMINISTRATOR]))
+    assert other.get(progress_url).status_code == 404
+    viewer = login(make_member(org, []))
+    assert viewer.get(progress_url).status_code == 403
+
+
 def test_pasted_list_and_capacity_refusal_keeps_records_pending(org, sensor, gateway, admin_client):
     response = admin_client.post(
         reverse("enrollment:batch-new"),

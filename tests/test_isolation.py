@@ -12,7 +12,7 @@ from django.urls import get_resolver, reverse
 from django.utils import timezone
 
 from devices.models import BulkOperation, DeviceEvent
-from enrollment.models import EnrollmentRecord
+from enrollment.models import EnrollmentBatch, EnrollmentRecord
 from portal import permissions
 from portal.choices import Role
 from tests.factories import (
@@ -67,8 +67,10 @@ class World:
             bulk = BulkOperation.objects.create(
                 organization=org, kind="provision", target=f"BULK-{side.upper()}-MARK", total=1
             )
+            batch = EnrollmentBatch.objects.create(organization=org, source="list.csv", rows=1)
             record = EnrollmentRecord.objects.create(
                 organization=org,
+                batch=batch,
                 serial_number=f"ENROLL-{side.upper()}-MARK",
                 access_key=f"KEY-{side.upper()}-MARK",
                 device_type=device_type,
@@ -76,6 +78,7 @@ class World:
             )
             member = make_member(org, [Role.DEVICE_MANAGER], username=f"member-{side}")
             self.orgs[side] = {
+                "batch": batch,
                 "bulk": bulk,
                 "org": org,
                 "device": device,
@@ -130,6 +133,7 @@ VIEWS = [
     ("enrollment:widget", "view", None),
     ("enrollment:create", "enroll", None),
     ("enrollment:batch-new", "enroll", None),
+    ("enrollment:batch-progress", "enroll", lambda o: [o["batch"].pk]),
     ("enrollment:installer-scan", "enroll", None),
     ("enrollment:installer-nearby", "enroll", None),
     ("enrollment:installer-enroll", "enroll", None),
