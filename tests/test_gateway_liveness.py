@@ -88,3 +88,17 @@ def test_a_late_result_does_not_bring_a_dead_gateway_back_online(gateway):
     assert not online(gateway)
     assert gateway.last_seen > died
     assert outcome.changes.gateways[gateway.organization_id][gateway.id]["online"] is False
+
+
+@pytest.mark.parametrize("name", ["devices:gateways-widget", "devices:widget", "enrollment:widget"])
+def test_the_full_pages_follow_the_link_live(client, name):
+    """A Gateways page left open showed Online for ever: only the dashboard listened to
+    the live socket. The full pages of the live lists listen too."""
+    from django.urls import reverse
+
+    from portal.choices import Role
+    from tests.factories import make_member
+
+    client.force_login(make_member(make_organization("Open Page Co"), [Role.ADMINISTRATOR]))
+    body = client.get(reverse(name)).content.decode()
+    assert 'data-live-url="/ws/live/"' in body and "js/live.js" in body
