@@ -109,13 +109,21 @@ def ensure_gateways(organization, fleet: Fleet, types, result: SeedResult) -> di
     return gateways
 
 
+def _where(area: str) -> str:
+    return (
+        f"Every device on {area}."
+        if area.startswith("Floor ")
+        else f"Every device in the {area.lower()}."
+    )
+
+
 def ensure_groups(organization, names, result: SeedResult) -> dict[str, DeviceGroup]:
     groups = {}
     for name in names:
         groups[name], created = DeviceGroup.objects.get_or_create(
             organization=organization,
             name=name,
-            defaults={"description": f"Every device on {name.lower()}."},
+            defaults={"description": _where(name)},
         )
         result.add("groups", created)
     return groups
