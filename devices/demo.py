@@ -36,7 +36,12 @@ from gateway.fleet import GATEWAY_TYPE, Fleet
 from portal.models import Membership, Organization
 
 DEVICE_TYPES = (
-    {"name": "BLE Mesh Node", "protocol": Protocol.BLE, "image_extensions": [".bin", ".hex"]},
+    # .fgfw: Fleetgate's own image format, which the simulated nodes take (firmware/demo.py)
+    {
+        "name": "BLE Mesh Node",
+        "protocol": Protocol.BLE,
+        "image_extensions": [".bin", ".hex", ".fgfw"],
+    },
     {
         "name": "LON Device",
         "protocol": Protocol.LON,

@@ -5,10 +5,11 @@ server, in the user's session: the raw bytes compressed and encrypted with the
 portal's field key (``portal.crypto``), under a random token that the preview's
 Commit button carries. The session is the store every process of the portal shares
 (the database by default); a cache may be per process. Once committed, the session
-keeps only the rejected rows' CSV — without keys — for the download.
+keeps only the rejected rows — without keys — for the download.
 """
 
 import base64
+import json
 import secrets
 import time
 import zlib
@@ -18,7 +19,7 @@ from django.contrib import messages
 from django.core.exceptions import RequestDataTooBig
 from django.db import DatabaseError
 from django.db.models import Count
-from django.http import Http404, HttpResponse
+from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect
 from django.urls import reverse
 from django.utils.cache import add_never_cache_headers
@@ -28,7 +29,7 @@ from devices.models import DeviceType, Gateway
 from devices.views.base import render_varying, wants_partial
 from enrollment import batch
 from enrollment.models import EnrollmentBatch, EnrollmentRecord, EnrollmentStatus
-from portal import crypto
+from portal import crypto, exports
 from portal.tenancy import OrganizationRequiredMixin
 
 SESSION_KEY = "enrollment_batch"
@@ -281,7 +282,7 @@ class BatchCommitView(BatchMixin, View):
             "source": entry["source"],
             "batch": committed.batch.pk,
             "errors": base64.b64encode(
-                zlib.compress(batch.errors_csv(invalid).encode("utf-8"), 6)
+                zlib.compress(json.dumps(batch.error_rows(invalid)).encode("utf-8"), 6)
             ).decode("ascii"),
         }
         context = {
@@ -348,11 +349,7 @@ class BatchErrorsView(BatchMixin, View):
                 device_type=device_type,
                 gateway=gateway,
             )
-            body = batch.errors_csv(checked.invalid)
+            rows = batch.error_rows(checked.invalid)
         else:
-            body = zlib.decompress(base64.b64decode(entry["errors"])).decode("utf-8")
-        # A BOM, so that spreadsheet programs read the file as UTF-8.
-        response = HttpResponse("\ufeff" + body, content_type="text/csv; charset=utf-8")
-        response["Content-Disposition"] = 'attachment; filename="enrollment-rejected-rows.csv"'
-        add_never_cache_headers(response)
-        return response
+            rows = json.loads(zlib.decompress(base64.b64decode(entry["errors"])))
+        return exports.response("enrollment-rejected-rows.csv", batch.ERROR_COLUMNS, rows)

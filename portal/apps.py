@@ -8,7 +8,18 @@ class PortalConfig(AppConfig):
     verbose_name = "Portal"
 
     def ready(self):
+        from django.db.models.signals import post_save
+
+        from portal import audit, widgets
+        from portal.models import Organization
         from portal.settings import DEMO_SECRET_KEY
+
+        post_save.connect(audit.start_chain, sender=Organization, dispatch_uid="audit-chain")
+        widgets.register(
+            widgets.Widget(
+                key="audit", title="Audit log", url_name="audit:log", order=90, rule="view_audit"
+            )
+        )
 
         if not settings.DEBUG and settings.SECRET_KEY == DEMO_SECRET_KEY:
             raise ImproperlyConfigured(

@@ -76,7 +76,7 @@ def test_device_types_match_the_catalogue():
     seed()
     types = {t.name: t for t in DeviceType.objects.all()}
     assert types["BLE Mesh Node"].protocol == Protocol.BLE
-    assert types["BLE Mesh Node"].image_extensions == [".bin", ".hex"]
+    assert types["BLE Mesh Node"].image_extensions == [".bin", ".hex", ".fgfw"]
     lon = types["LON Device"]
     assert (lon.protocol, lon.replace_needs_manual_reset) == (Protocol.LON, True)
     assert lon.image_extensions == [".apb", ".ndl", ".nx", ".nxi"]

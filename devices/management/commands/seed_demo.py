@@ -13,6 +13,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
 from devices import demo
+from firmware import demo as firmware_demo
 from gateway import fleet
 from portal.choices import Role
 
@@ -49,6 +50,7 @@ class Command(BaseCommand):
             org = demo.ensure_organization(fleet.DEMO.slug, "Demo Building Co", result)
             demo.seed_fleet(org, fleet.DEMO, result=result)
             demo.ensure_demo_license(org, capacity=500, result=result)
+            firmware_demo.seed(org)
             # A small tenant with a small license: its provisioned devices fit in it.
             other = demo.ensure_organization(fleet.OTHER.slug, "Other Tenant Ltd", result)
             demo.seed_fleet(other, fleet.OTHER, result=result)

@@ -12,14 +12,13 @@ run ``simulate`` without ``--fleet``: its first ``--devices`` anonymous devices 
 listed, without a type (the import asks for one).
 """
 
-import csv
-
 from django.core.management.base import BaseCommand, CommandError
 
 from devices.models import Gateway
 from enrollment.batch import COLUMNS
 from gateway import fleet
 from gateway.drivers.simulated import access_key, serial_number
+from portal import exports
 from portal.models import Organization
 
 
@@ -63,12 +62,6 @@ class Command(BaseCommand):
         uids = list(
             Gateway.objects.for_organization(org).order_by("uid").values_list("uid", flat=True)
         )
-        written = 0
-        with open(out, "w", newline="", encoding="utf-8") as fh:
-            writer = csv.writer(fh)
-            writer.writerow(COLUMNS)
-            for uid in uids:
-                for row in rows_for(uid, devices):
-                    writer.writerow(row)
-                    written += 1
-        self.stdout.write(f"{written} devices of {len(uids)} gateways written to {out}")
+        rows = [row for uid in uids for row in rows_for(uid, devices)]
+        exports.write(out, COLUMNS, rows)
+        self.stdout.write(f"{len(rows)} devices of {len(uids)} gateways written to {out}")
