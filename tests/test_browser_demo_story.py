@@ -143,10 +143,27 @@ def failures():
     return list(Operation.objects.exclude(state="done").values_list("kind", "state", "error")[:5])
 
 
+def choose(tab, row, button, item):
+    """Open a row's menu and choose ``item``. A widget re-rendered by the action before
+    (its groups, its rows) replaces the menu under the pointer: wait for the page to
+    settle, and open the new menu once more if that happened."""
+    for attempt in (1, 2, 3):
+        tab.wait_for_load_state("networkidle")
+        row.get_by_role("button", name=button).click()
+        try:
+            row.get_by_role("menuitem", name=item, exact=True).click(timeout=5_000)
+            return
+        except playwright_sync.TimeoutError:
+            if attempt == 3:
+                raise
+
+
 def show_group(tab, group):
+    """The group's "Show its devices". It filters the Devices widget in place once that has
+    loaded (before, it is a plain link to the Devices page): look at the list first."""
+    expect(tab.locator("[data-widget='devices'] #devices-results tbody tr").first).to_be_visible()
     row = tab.locator(f"[data-widget='groups'] [data-group-id='{group.pk}']")
-    row.get_by_role("button", name=f"Actions for group {group.name}").click()
-    row.get_by_role("menuitem", name="Show its devices").click()
+    choose(tab, row, f"Actions for group {group.name}", "Show its devices")
     return row
 
 
@@ -155,8 +172,7 @@ def group_action(tab, group, verb):
     operation it started."""
     before = set(BulkOperation.objects.values_list("pk", flat=True))
     row = show_group(tab, group)
-    row.get_by_role("button", name=f"Actions for group {group.name}").click()
-    row.get_by_role("menuitem", name=f"{verb} all devices…", exact=True).click()
+    choose(tab, row, f"Actions for group {group.name}", f"{verb} all devices…")
     dialog = tab.locator("dialog[open]")
     dialog.get_by_role("button", name=re.compile(f"^{verb} \\d+ devices?$")).click()
     expect(tab.locator("dialog[open]")).to_have_count(0)
@@ -176,14 +192,10 @@ def test_the_readme_story_on_the_demo_seed(page, demo):  # noqa: F811
     page.get_by_label("Password").fill(PASSWORD)
     page.get_by_role("button", name="Log in").click()
     expect(page.locator("#live-indicator")).to_have_attribute("data-state", "live")
-    groups = page.locator("[data-widget='groups']")
     devices = page.locator("[data-widget='devices']")
-    row = groups.locator(f"[data-group-id='{floor.pk}']")
-    row.get_by_role("button", name="Actions for group Floor 1").click()
-    row.get_by_role("menuitem", name="Show its devices").click()
+    row = show_group(page, floor)
     expect(devices.locator("#devices-results tbody tr")).to_have_count(min(members, 25))
-    row.get_by_role("button", name="Actions for group Floor 1").click()
-    row.get_by_role("menuitem", name="Provision all devices…", exact=True).click()
+    choose(page, row, "Actions for group Floor 1", "Provision all devices…")
     dialog = page.locator("dialog[open]")
     expect(dialog.locator(".preview-count")).to_have_text(str(to_provision))
     page.evaluate("window.__sameDocument = true")
@@ -244,8 +256,7 @@ def test_the_readme_story_on_the_demo_seed(page, demo):  # noqa: F811
     device = lobby.devices.filter(state=S.PROVISIONED).order_by("serial_number").first()
     show_group(page, lobby)
     row = page.locator(f"[data-widget='devices'] [data-device-id='{device.pk}']")
-    row.get_by_role("button", name=f"Actions for {device.serial_number}").click()
-    row.get_by_role("menuitem", name="Delete (unenroll)…").click()
+    choose(page, row, f"Actions for {device.serial_number}", "Delete (unenroll)…")
     page.locator("dialog[open]").get_by_role("button", name="Delete and unenroll").click()
     expect(row.locator(".device-state")).to_have_attribute("data-state", S.UNENROLLED)
     assert not Operation.objects.exclude(state="done").exists(), failures()
