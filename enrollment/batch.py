@@ -35,6 +35,7 @@ from enrollment.forms import clean_key, clean_serial
 from enrollment.models import EnrollmentBatch
 from licensing import capacity
 from portal import exports
+from portal.validators import validate_name
 
 MAX_BYTES = 10 * 1024 * 1024
 MAX_ROWS = 10_000
@@ -355,6 +356,11 @@ def _fields(row: Row, types, gateways, default_type, default_gateway) -> dict:
     fields["location_note"] = " ".join(values.get("location", "").split())
     if len(fields["location_note"]) > MAX_LOCATION:
         reasons.append(f"The location is longer than {MAX_LOCATION} characters.")
+    for key in ("name", "location_note"):
+        try:
+            validate_name(fields[key])
+        except forms.ValidationError as error:
+            reasons.append(error.messages[0])
     return fields
 
 

@@ -30,6 +30,7 @@ from devices.views.base import render_varying, wants_partial
 from enrollment import batch
 from enrollment.models import EnrollmentBatch, EnrollmentRecord, EnrollmentStatus
 from portal import crypto, exports
+from portal.forms_too_big import limit_text
 from portal.tenancy import OrganizationRequiredMixin
 
 SESSION_KEY = "enrollment_batch"
@@ -172,24 +173,54 @@ class BatchMixin(OrganizationRequiredMixin):
 
 
 class BatchNewView(BatchMixin, View):
-    """The form (GET), and the preview of a posted list (POST)."""
+    """The form (GET), and the preview of a posted list (POST).
+
+    A refused list is never echoed back: the form comes back empty with the reasons, so
+    the pasted access keys do not travel back into the page (and the browser's history).
+    """
+
+    handles_too_big_forms = True  # portal.forms_too_big
 
     def get(self, request):
         form = BatchForm(organization=self.organization)
         return self.render_step("enrollment/batch_form.html", {"form": form})
 
+    def refused(self, errors, status, form=None):
+        """The form again, empty but for the chosen defaults, with the reasons above it."""
+        initial = {}
+        if form is not None:
+            initial = {
+                name: form.cleaned_data[name]
+                for name in ("device_type", "gateway")
+                if form.cleaned_data.get(name) is not None
+            }
+        fresh = BatchForm(organization=self.organization, initial=initial)
+        pasted = bool(self.request.POST.get("text")) or hasattr(self.request, "form_too_big")
+        context = {"form": fresh, "errors": errors, "pasted": pasted}
+        return self.render_step("enrollment/batch_form.html", context, status=status)
+
     def post(self, request):
+        if limit := getattr(request, "form_too_big", None):
+            return self.refused(
+                [
+                    f"The pasted list is larger than {limit_text(limit)}, the most a form "
+                    f"field takes. Upload it as a file instead (up to "
+                    f"{batch.MAX_BYTES // 1024 // 1024} MB), or paste it in parts."
+                ],
+                status=413,
+            )
         try:
             form = BatchForm(request.POST, request.FILES, organization=self.organization)
             valid = form.is_valid()
-        except RequestDataTooBig:
-            form = BatchForm(organization=self.organization)
-            form.add_error(
-                None, "The pasted list is too long for a form field: upload it as a file."
-            )
-            valid = False
+        except RequestDataTooBig:  # Django's count of form fields, if reached here
+            return self.refused([f"The pasted list is larger than {limit_text()}."], 413)
         if not valid:
-            return self.render_step("enrollment/batch_form.html", {"form": form}, status=400)
+            errors = [
+                f"{form.fields[name].label}: {error}" if name in form.fields else error
+                for name, messages in form.errors.items()
+                for error in messages
+            ]
+            return self.refused(errors, 400, form)
         device_type = form.cleaned_data.get("device_type")
         gateway = form.cleaned_data.get("gateway")
         checked = batch.check(

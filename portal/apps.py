@@ -10,10 +10,11 @@ class PortalConfig(AppConfig):
     def ready(self):
         from django.db.models.signals import post_save
 
-        from portal import audit, widgets
+        from portal import audit, signals, widgets
         from portal.models import Organization
         from portal.settings import DEMO_SECRET_KEY
 
+        signals.connect()
         post_save.connect(audit.start_chain, sender=Organization, dispatch_uid="audit-chain")
         widgets.register(
             widgets.Widget(
@@ -25,5 +26,6 @@ class PortalConfig(AppConfig):
             raise ImproperlyConfigured(
                 "Refusing to start: DEBUG is off but SECRET_KEY is the demo key. "
                 "Set SECRET_KEY to a long random value (python -c 'import secrets; "
-                "print(secrets.token_urlsafe(50))')."
+                "print(secrets.token_urlsafe(50))'), or DEBUG=true for the demo and "
+                "development."
             )

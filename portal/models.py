@@ -1,5 +1,5 @@
-"""Organizations, memberships with role groups, the audit log and its chain head, dashboard
-layouts."""
+"""Organizations, memberships with role groups, invitations, API tokens, the audit log and
+its chain head, dashboard layouts."""
 
 import json
 
@@ -11,10 +11,11 @@ from django.utils import timezone
 from portal.audit_chain import GENESIS_HASH
 from portal.choices import AuditOutcome, Role
 from portal.tenancy import OrganizationQuerySet
+from portal.validators import validate_name
 
 
 class Organization(models.Model):
-    name = models.CharField(max_length=120, unique=True)
+    name = models.CharField(max_length=120, unique=True, validators=[validate_name])
     slug = models.SlugField(max_length=60, unique=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -70,6 +71,82 @@ class Membership(models.Model):
     @property
     def role_labels(self) -> list[str]:
         return [role.label for role in Role if role.value in self.roles]
+
+
+class InvitationQuerySet(OrganizationQuerySet):
+    def pending(self, now=None):
+        now = now or timezone.now()
+        return self.filter(
+            accepted_at__isnull=True,
+            declined_at__isnull=True,
+            revoked_at__isnull=True,
+            expires_at__gt=now,
+        )
+
+    def for_invitee(self, user):
+        """Pending invitations addressed to ``user`` (by exact username)."""
+        return self.pending().filter(username=user.get_username())
+
+
+class Invitation(models.Model):
+    """An organization's offer of membership to an existing account, until it is accepted.
+
+    Adding an existing account never happens without its owner: an Administrator invites
+    a username, the owner sees the invitation in the portal (``/invitations/``) and
+    accepts or declines it. See ``portal.membership`` for the rules.
+    """
+
+    organization = models.ForeignKey(
+        Organization, on_delete=models.CASCADE, related_name="invitations"
+    )
+    username = models.CharField(max_length=150)
+    roles = models.JSONField(default=list, blank=True)
+    invited_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField()
+    accepted_at = models.DateTimeField(null=True, blank=True)
+    declined_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    objects = InvitationQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["username", "expires_at"])]
+
+    def __str__(self):
+        return f"Invitation of {self.username} to {self.organization}"
+
+    @property
+    def role_labels(self) -> list[str]:
+        return [role.label for role in Role if role.value in self.roles]
+
+
+class ApiToken(models.Model):
+    """A REST API token: only its SHA-256 digest is stored (see ``portal.tokens``)."""
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens"
+    )
+    name = models.CharField(max_length=80, blank=True, validators=[validate_name])
+    digest = models.CharField(max_length=64, unique=True)
+    prefix = models.CharField(max_length=12, help_text="The key's first characters.")
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField()
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self):
+        return f"API token {self.prefix}… of {self.user}"
+
+    @property
+    def is_active(self) -> bool:
+        return self.revoked_at is None and self.expires_at > timezone.now()
 
 
 class AuditEntry(models.Model):

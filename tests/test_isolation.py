@@ -176,6 +176,9 @@ NOT_IN_MATRIX = {
     "enrollment:installer-retry",  # POST only: tests/test_enrollment_installer.py
     "firmware:upload",  # POST only: tests/test_firmware_upload.py
     "firmware:download",  # a gateway's bearer token, no session: tests/test_firmware_download.py
+    "invitations",  # the user's own invitations, not an organization's: tests/test_members.py
+    "invitation-revoke",  # POST only: tests/test_members.py
+    "api-tokens",  # the user's own tokens: tests/test_security_auth.py
 }
 
 
