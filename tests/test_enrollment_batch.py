@@ -409,7 +409,7 @@ def test_the_result_page_follows_the_batch_live(org, sensor, gateway, admin_clie
     batch_row = EnrollmentBatch.objects.get()
     progress_url = reverse("enrollment:batch-progress", args=[batch_row.pk])
     assert 'data-live-url="/ws/live/"' in body and "js/live.js" in body
-    assert progress_url in body and "liveRefresh[detail.widgets.includes('enrollment')]" in body
+    assert progress_url in body and "liveRefresh-enrollment from:body" in body
     assert 'data-done="0"' in body and 'data-total="2"' in body
 
     EnrollmentRecord.objects.filter(serial_number="SN1").update(status=EnrollmentStatus.DONE)
