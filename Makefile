@@ -3,8 +3,11 @@
 export DEBUG ?= true
 .PHONY: demo test lint format bench bench-provision
 
+# In a terminal the demo runs as a job of its own (bash -m), so Ctrl-C reaches the demo,
+# which stops what it started and ends with status 0; make itself would otherwise die of
+# the same SIGINT and report an error.
 demo:  ## set up (virtualenv, services, database, demo data) and run the demo
-	bash scripts/demo.sh
+	@if [ -t 0 ]; then bash -m -c 'bash scripts/demo.sh'; else bash scripts/demo.sh; fi
 
 test:  ## run the whole test suite on SQLite and PostgreSQL
 	bash scripts/test.sh

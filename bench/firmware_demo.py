@@ -1,11 +1,12 @@
 """The demo's firmware: a device type that takes images, and an image ready to load.
 
-The demo's gateways are simulated (``python -m gateway simulate``); their devices
-report the device type ``Simulated sensor`` and firmware ``1.0.0``
-(``gateway.drivers.simulated``). ``seed`` makes sure that type exists and accepts
-Fleetgate images (``.fgfw``, whose header ``firmware.formats`` defines), and uploads
-version 1.1.0 for it, so a new user can load an image right away. Idempotent: the
-second run finds the type and the image (the same bytes) and changes nothing.
+The demo's gateways are simulated (``python -m gateway simulate --fleet``): their
+devices are the demo fleet of ``gateway.fleet``, with firmware ``1.0.0``
+(``gateway.drivers.simulated``). ``seed`` makes sure the fleet's most common type,
+the BLE Mesh Node, accepts Fleetgate images (``.fgfw``, whose header
+``firmware.formats`` defines), and uploads version 1.1.0 for it, so a new user can
+load an image onto the demo's provisioned nodes right away. Idempotent: the second
+run finds the type and the image (the same bytes) and changes nothing.
 """
 
 import hashlib
@@ -17,12 +18,12 @@ from devices.models import DeviceType
 from firmware import formats
 from firmware.forms import ImageUploadForm
 from firmware.models import FirmwareImage
-from gateway.drivers.simulated import OPTIONS as SIMULATED_OPTIONS
+from gateway import fleet
 
-DEVICE_TYPE = SIMULATED_OPTIONS["device_type"][1]  # what simulated devices report
+DEVICE_TYPE = fleet.FIELD_MIX[0][0]  # "BLE Mesh Node": most of the demo fleet's devices
 EXTENSION = ".fgfw"
 VERSION = "1.1.0"
-FILENAME = f"simulated-sensor-{VERSION}{EXTENSION}"
+FILENAME = f"ble-mesh-node-{VERSION}{EXTENSION}"
 PAYLOAD_BYTES = 256 * 1024
 NOTES = "Demo release: faster reporting, fixes the occasional missed alarm after a restart."
 
@@ -52,7 +53,7 @@ def ensure_device_type() -> DeviceType:
 
 
 def seed(organization) -> FirmwareImage:
-    """The simulated type (taking ``.fgfw``) and its image 1.1.0 in ``organization``."""
+    """The fleet's type (taking ``.fgfw``) and its image 1.1.0 in ``organization``."""
     device_type = ensure_device_type()
     data = image_bytes()
     existing = FirmwareImage.objects.for_organization(organization).filter(

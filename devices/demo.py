@@ -1,20 +1,25 @@
 """Demo and benchmark inventory: device types, gateways, groups and devices in bulk.
 
-``seed_demo`` and ``bench_widgets`` both call :func:`seed_organization`. It is
-idempotent — rows are found by their natural keys (type name, gateway UID, group
-name, serial number) and only the missing ones are created — and fast: devices go
-in with ``bulk_create`` in batches and group memberships straight into the M2M
-through table, so 100,000 devices take seconds.
+What the demo's gateways have is described once, in ``gateway.fleet``: this module
+writes that fleet into the portal, and ``python -m gateway simulate --fleet`` runs the
+same fleet's gateways, so every device the portal lists is on the gateway it names,
+with the same serial, hardware id, type and state (``tests/test_demo_fleet.py``
+compares them device by device). ``seed_demo`` seeds ``gateway.fleet.DEMO`` and
+``OTHER``; ``bench_widgets`` a fleet of its own size through :func:`seed_organization`.
 
-Every generated value is a pure function of the device's index (no random state),
-so a second run computes the same serials and skips them. Seed rows are written as
-a snapshot of a running building: this is the one place that sets ``Device.state``
-without ``devices.lifecycle`` — nothing transitions here, rows are born in a state.
+Idempotent — rows are found by their natural keys (type name, gateway UID, group name,
+serial number) and only the missing ones are created — and fast: devices go in with
+``bulk_create`` in batches and group memberships straight into the M2M through table,
+so 100,000 devices take seconds. Seed rows are written as a snapshot of a running
+building: this is the one place that sets ``Device.state`` without
+``devices.lifecycle`` — nothing transitions here, rows are born in a state.
+
+Gateways are born offline and never heard from: only their link (their status and
+messages through the bridge) may say they are online.
 """
 
 import itertools
 import secrets
-import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -26,11 +31,17 @@ from django.utils import timezone
 
 from devices.choices import DeviceState, Protocol
 from devices.models import Device, DeviceGroup, DeviceType, Gateway
+from gateway import fleet as fleets
+from gateway.fleet import GATEWAY_TYPE, Fleet
 from portal.models import Membership, Organization
 
-GATEWAY_TYPE = "Fleetgate Gateway"
 DEVICE_TYPES = (
-    {"name": "BLE Mesh Node", "protocol": Protocol.BLE, "image_extensions": [".bin", ".hex"]},
+    # .fgfw: Fleetgate's own image format, which the simulated nodes take (firmware/demo.py)
+    {
+        "name": "BLE Mesh Node",
+        "protocol": Protocol.BLE,
+        "image_extensions": [".bin", ".hex", ".fgfw"],
+    },
     {
         "name": "LON Device",
         "protocol": Protocol.LON,
@@ -46,23 +57,6 @@ DEVICE_TYPES = (
     },
 )
 
-# Field devices: (type name, share in percent, serial prefix, what the units are).
-FIELD_MIX = (
-    ("BLE Mesh Node", 60, "BLE", ("Luminaire", "Presence sensor", "Wall switch")),
-    ("LON Device", 25, "LON", ("Fan coil unit", "VAV controller", "Blind actuator")),
-    ("IOX Controller", 15, "IOX", ("IO module", "Meter interface")),
-)
-# Mostly provisioned; no in-flight states, since no operation would ever finish them.
-STATE_MIX = (
-    (DeviceState.PROVISIONED, 74),
-    (DeviceState.DISCOVERED, 12),
-    (DeviceState.DEPROVISIONED, 6),
-    (DeviceState.FAILED, 5),
-    (DeviceState.UNENROLLED, 3),
-)
-AREAS = ("Floor 1", "Floor 2", "Floor 3", "Floor 4", "Lobby", "Parking")
-DEMO_GROUPS = ("Floor 1", "Floor 2", "Lobby", "Parking")
-
 Progress = Callable[[int, int], None]
 
 
@@ -73,40 +67,6 @@ class SeedResult:
 
     def add(self, what: str, n: int = 1):
         self.created[what] = self.created.get(what, 0) + n
-
-
-def _spread(index: int, salt: str, modulo: int) -> int:
-    """A stable, well-spread number in ``range(modulo)`` for device ``index``."""
-    return zlib.crc32(f"{salt}:{index}".encode()) % modulo
-
-
-def _pick(index: int, salt: str, table):
-    """A stable choice from a table whose rows carry their weight (in percent) second."""
-    bucket = _spread(index, salt, 100)
-    for row in table:
-        bucket -= row[1]
-        if bucket < 0:
-            return row
-    return table[0]
-
-
-def field_serial(index: int) -> str:
-    return f"{_pick(index, 'type', FIELD_MIX)[2]}-{index + 1:07d}"
-
-
-def _mac(first_octet: int, organization_id: int, index: int) -> str:
-    """A locally administered MAC, unique across organizations (hardware_id is global)."""
-    octets = (first_octet, organization_id >> 8, organization_id, index >> 16, index >> 8, index)
-    return ":".join(f"{octet & 0xFF:02X}" for octet in octets)
-
-
-def _location(area: str, number: int) -> str:
-    if area.startswith("Floor "):
-        floor = area.removeprefix("Floor ")
-        return f"{area}, room {floor}.{number % 24 + 1:02d}"
-    if area == "Parking":
-        return f"Parking, bay {number % 80 + 1}"
-    return f"{area}, {('reception', 'entrance', 'lifts')[number % 3]}"
 
 
 def ensure_device_types() -> dict[str, DeviceType]:
@@ -125,24 +85,17 @@ def ensure_organization(slug: str, name: str, result: SeedResult) -> Organizatio
     return organization
 
 
-def ensure_gateways(organization, count: int, gateway_type, result: SeedResult) -> list[Gateway]:
-    """``count`` gateways, and one gateway-type device record for each."""
+def ensure_gateways(organization, fleet: Fleet, types, result: SeedResult) -> dict[int, Gateway]:
+    """The fleet's gateways (offline until they connect), and each one's own device
+    record, which sits on that gateway: its agent answers for it."""
     now = timezone.now()
-    gateways = []
-    for n in range(1, count + 1):
-        online = n % 5 in (1, 2, 3)  # 3 of every 5 online, one seen days ago, one never
-        last_seen = (
-            now - timedelta(minutes=n)
-            if online
-            else (now - timedelta(days=n) if n % 5 == 4 else None)
-        )
+    gateways = {}
+    for n in range(1, fleet.gateways + 1):
         gateway, created = Gateway.objects.get_or_create(
-            uid=f"{organization.slug}-gw-{n:02d}",
+            uid=fleet.uid(n),
             defaults={
                 "organization": organization,
-                "name": f"Gateway {n:02d} ({AREAS[(n - 1) % len(AREAS)]})",
-                "is_online": online,
-                "last_seen": last_seen,
+                "name": fleet.gateway_name(n),
                 "secret": secrets.token_urlsafe(32),  # signs its messages; encrypted at rest
                 "secret_rotated_at": now,
             },
@@ -150,20 +103,23 @@ def ensure_gateways(organization, count: int, gateway_type, result: SeedResult) 
         if gateway.organization_id != organization.pk:
             raise ValueError(f"Gateway UID {gateway.uid} already belongs to another organization.")
         result.add("gateways", created)
+        spec = fleet.gateway_device(n)
         _, created = Device.objects.get_or_create(
             organization=organization,
-            serial_number=f"GW-{n:04d}",
-            defaults={
-                "device_type": gateway_type,
-                "hardware_id": _mac(0x0A, organization.pk, n),
-                "name": gateway.name,
-                "state": DeviceState.PROVISIONED,
-                "location": f"{AREAS[(n - 1) % len(AREAS)]}, riser cupboard",
-            },
+            serial_number=spec.serial,
+            defaults=_device_fields(spec, types, gateway),
         )
         result.add("devices", created)
-        gateways.append(gateway)
+        gateways[n] = gateway
     return gateways
+
+
+def _where(area: str) -> str:
+    return (
+        f"Every device on {area}."
+        if area.startswith("Floor ")
+        else f"Every device in the {area.lower()}."
+    )
 
 
 def ensure_groups(organization, names, result: SeedResult) -> dict[str, DeviceGroup]:
@@ -172,50 +128,52 @@ def ensure_groups(organization, names, result: SeedResult) -> dict[str, DeviceGr
         groups[name], created = DeviceGroup.objects.get_or_create(
             organization=organization,
             name=name,
-            defaults={"description": f"Every device on {name.lower()}."},
+            defaults={"description": _where(name)},
         )
         result.add("groups", created)
     return groups
 
 
-def field_device(organization, index: int, types, gateways) -> tuple[Device, str]:
-    """Field device number ``index`` of an organization, and the area it sits in."""
-    type_name, _, _, kinds = _pick(index, "type", FIELD_MIX)
-    state = _pick(index, "state", STATE_MIX)[0]
-    area = AREAS[index % len(AREAS)]
-    number = index // len(AREAS) + 1
-    kind = kinds[_spread(index, "kind", len(kinds))]
-    gateway = gateways[_spread(index, "gateway", len(gateways))] if gateways else None
-    device = Device(
-        organization_id=organization.pk,
-        device_type_id=types[type_name].pk,
-        serial_number=field_serial(index),
-        hardware_id=_mac(0x02, organization.pk, index),
-        name=f"{area} – {kind} {number}",
-        gateway_id=gateway.pk if gateway else None,
-        state=state,
-        location=_location(area, number),
-    )
-    return device, area
+def _device_fields(spec: fleets.FleetDevice, types, gateway) -> dict:
+    return {
+        "device_type_id": types[spec.device_type].pk,
+        "hardware_id": spec.hardware_id,
+        "name": spec.name,
+        "gateway_id": gateway.pk,
+        "state": DeviceState(spec.state),
+        "location": spec.location,
+    }
 
 
 def create_field_devices(
-    organization, count, types, gateways, groups, result, *, progress=None, batch_size=2000
+    organization, fleet: Fleet, types, gateways, groups, result, *, progress=None, batch_size=2000
 ):
-    """Create the missing ones of field devices ``0 … count-1``; group them by area."""
+    """Create the missing ones of the fleet's placed devices; group them by floor."""
     existing = set(
         Device.objects.filter(organization=organization).values_list("serial_number", flat=True)
     )
-    missing = [i for i in range(count) if field_serial(i) not in existing]
-    pairs = (field_device(organization, i, types, gateways) for i in missing)
+    missing = [
+        (gateway, spec)
+        for n, gateway in gateways.items()
+        for spec in (fleet.field_device(n, i) for i in range(1, fleet.placed(n) + 1))
+        if spec.serial not in existing
+    ]
     through = Device.groups.through
     done = 0
-    for batch in itertools.batched(pairs, batch_size):
-        created = Device.objects.bulk_create([device for device, _ in batch], batch_size=batch_size)
+    for batch in itertools.batched(missing, batch_size):
+        devices = [
+            Device(
+                organization_id=organization.pk,
+                serial_number=spec.serial,
+                **_device_fields(spec, types, gateway),
+            )
+            for gateway, spec in batch
+        ]
+        created = Device.objects.bulk_create(devices, batch_size=batch_size)
         members = [
-            through(device_id=device.pk, devicegroup_id=groups[area].pk)
-            for device, (_, area) in zip(created, batch, strict=True)
-            if area in groups
+            through(device_id=device.pk, devicegroup_id=groups[spec.area].pk)
+            for device, (_, spec) in zip(created, batch, strict=True)
+            if spec.grouped and spec.area in groups
         ]
         through.objects.bulk_create(members, batch_size=batch_size)
         done += len(created)
@@ -225,32 +183,30 @@ def create_field_devices(
             progress(done, len(missing))
 
 
-def seed_organization(
-    organization,
-    *,
-    devices: int,
-    gateways: int = 5,
-    groups=DEMO_GROUPS,
-    progress=None,
-    result: SeedResult | None = None,
-) -> SeedResult:
-    """Give ``organization`` ``devices`` devices in all (``gateways`` of them gateways)."""
+def seed_fleet(organization, fleet: Fleet, *, progress=None, result=None) -> SeedResult:
+    """Write ``fleet`` (``gateway.fleet``) into ``organization``: gateways, a group per
+    floor, and the placed devices in their states. The new devices stay out: the
+    portal learns of them from their gateway, or when they are enrolled."""
     result = result or SeedResult()
     with transaction.atomic():
         types = ensure_device_types()
-        gateway_rows = ensure_gateways(organization, gateways, types[GATEWAY_TYPE], result)
-        group_rows = ensure_groups(organization, groups, result)
+        gateway_rows = ensure_gateways(organization, fleet, types, result)
+        areas = dict.fromkeys(fleet.area(g) for g in gateway_rows)
+        group_rows = ensure_groups(organization, areas, result)
         create_field_devices(
-            organization,
-            max(devices - gateways, 0),
-            types,
-            gateway_rows,
-            group_rows,
-            result,
-            progress=progress,
+            organization, fleet, types, gateway_rows, group_rows, result, progress=progress
         )
     result.devices = Device.objects.filter(organization=organization).count()
     return result
+
+
+def seed_organization(
+    organization, *, devices: int, gateways: int = 5, progress=None, result=None
+) -> SeedResult:
+    """Give ``organization`` ``devices`` devices in all (``gateways`` of them gateways),
+    as a fleet of its own (the benchmarks' inventory)."""
+    fleet = Fleet(organization.slug, gateways=gateways, devices=devices)
+    return seed_fleet(organization, fleet, progress=progress, result=result)
 
 
 class DemoPassword:

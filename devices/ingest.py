@@ -237,14 +237,23 @@ def ingest(messages: list[tuple[GatewayRef, Message]], now: datetime | None = No
 
 
 def _gateways(accepted, now, changes: Changes) -> None:
-    """Online/offline and last seen: any message but an offline status means online.
+    """Online/offline and last seen. Only the link's own news moves ``is_online``: a
+    hello or an online status (sent on connecting), an offline status or the last will
+    (on leaving). Anything else only says when the gateway was last heard from — a
+    result written after the will (results have their own writer) must not bring a
+    dead gateway back Online.
 
     A last will is signed when its gateway connects, so it may arrive after that
     gateway has already reconnected: a will of an older session than the one the
-    gateway's latest hello announced is ignored.
+    gateway's latest hello — or online status — announced is ignored. The online
+    status counts too because it is retained and the hello is not: a bridge that
+    subscribes after the gateway connected sees only the status, and a will compared
+    with an older hello's session would leave that gateway Online after it died.
     """
     online: dict[int, bool] = {}
     hellos: dict[int, dict] = {}
+    announced: dict[int, str] = {}  # sessions named by online statuses
+    heard: set[int] = set()  # sent something else
     refs: dict[int, GatewayRef] = {}
     wills = [(g, m) for g, m in accepted if m.type is MsgType.STATUS and m.body["will"]]
     sessions = {}
@@ -258,21 +267,35 @@ def _gateways(accepted, now, changes: Changes) -> None:
         if msg.type is MsgType.HELLO:
             hellos[gateway.id] = msg.body
             sessions[gateway.id] = msg.body["session"]
-        if msg.type is MsgType.STATUS:
+            online[gateway.id] = True
+        elif msg.type is MsgType.STATUS:
             current = sessions.get(gateway.id)
             if msg.body["will"] and current and msg.body["session"] != current:
                 continue  # the will of a connection that has already been replaced
             online[gateway.id] = msg.body["state"] == "online"
+            if online[gateway.id] and not msg.body["will"]:
+                sessions[gateway.id] = announced[gateway.id] = msg.body["session"]
         else:
-            online[gateway.id] = True
+            heard.add(gateway.id)
     for state in (True, False):
         ids = [gid for gid, is_online in online.items() if is_online is state]
         if ids:
             Gateway.objects.filter(pk__in=ids).update(is_online=state, last_seen=now)
+    heard -= online.keys()
+    if heard:
+        Gateway.objects.filter(pk__in=heard).update(last_seen=now)
+        online.update(Gateway.objects.filter(pk__in=heard).values_list("id", "is_online"))
     for gateway_id, body in hellos.items():
         keys = ("agent", "driver", "devices", "kinds", "link", "detail", "session")
         info = {k: body[k] for k in keys if k in body}
         Gateway.objects.filter(pk=gateway_id).update(agent_info=info)
+    unheard = {g: s for g, s in announced.items() if hellos.get(g, {}).get("session") != s}
+    if unheard:
+        rows = Gateway.objects.filter(pk__in=unheard).values_list("id", "agent_info")
+        for gateway_id, info in rows:
+            if (info or {}).get("session") != unheard[gateway_id]:
+                info = {**(info or {}), "session": unheard[gateway_id]}
+                Gateway.objects.filter(pk=gateway_id).update(agent_info=info)
     for gateway_id, is_online in online.items():
         ref = refs[gateway_id]
         changes.gateways[ref.organization_id][gateway_id] = {

@@ -70,6 +70,7 @@ ALIASES = {
     "reason": None,
 }
 DELIMITERS = {",": "comma", "\t": "tab", ";": "semicolon"}
+NO_TYPE = "No device type: fill in the type column or choose a default type."
 KEY_OMITTED = (
     "Access keys are never sent back: fill in the key column of each row before "
     "importing the file again."
@@ -88,6 +89,7 @@ class Row:
     values: dict[str, str]  # column → text as in the file (the key too: server-side only)
     reasons: list[str] = field(default_factory=list)
     fields: dict | None = None  # EnrollmentRecord fields, once valid
+    needs_type: bool = False  # no type column value and no default type
 
     @property
     def valid(self) -> bool:
@@ -129,6 +131,11 @@ class Checked:
     @property
     def through_gateways(self) -> int:
         return sum(1 for r in self.valid if r.fields["gateway"] is not None)
+
+    @property
+    def without_type(self) -> int:
+        """Rows refused for want of a type: a default type would settle them."""
+        return sum(1 for r in self.rows if r.needs_type)
 
 
 # -- reading ----------------------------------------------------------------------------
@@ -334,7 +341,8 @@ def _fields(row: Row, types, gateways, default_type, default_gateway) -> dict:
     elif default_type is not None:
         fields["device_type"] = default_type
     else:
-        reasons.append("No device type: fill in the type column or choose a default type.")
+        reasons.append(NO_TYPE)
+        row.needs_type = True
     uid = values.get("gateway", "")
     if uid:
         fields["gateway"] = gateways.get(uid)

@@ -177,15 +177,32 @@ def _devices_for(organization, records) -> dict[str, Device]:
                 serial_number__in=[d.serial_number for d in new]
             )
         }
-    # The user chose the gateway: the enrollment goes through it.
-    moved = []
+    # The user chose the gateway: the enrollment goes through it; and what the record says
+    # of the device (type, and name and location when given) is what it is now.
+    changed = []
     for r in records:
         device = existing[r.serial_number]
-        if device.gateway_id != r.gateway_id and device.state in ENROLLABLE:
-            device.gateway_id = r.gateway_id
-            moved.append(device)
-    Device.objects.bulk_update(moved, ["gateway"], batch_size=1000)
+        values = described(device, r, gateway_id=r.gateway_id)
+        if values and device.state in ENROLLABLE:
+            for name, value in values.items():
+                setattr(device, name, value)
+            changed.append(device)
+    Device.objects.bulk_update(
+        changed, ["gateway", "device_type", "name", "location"], batch_size=1000
+    )
     return existing
+
+
+def described(device, record, **fields) -> dict:
+    """What a device being enrolled (again) takes from its new record: the type, and the
+    name and location the user typed (a blank one keeps the device's) — only the values
+    that differ."""
+    values = {"device_type_id": record.device_type_id, **fields}
+    if record.name:
+        values["name"] = record.name
+    if record.location_note:
+        values["location"] = record.location_note
+    return {k: v for k, v in values.items() if getattr(device, k) != v}
 
 
 def _target(records) -> str:
@@ -234,7 +251,8 @@ def record_app_enrollment(organization, user, row: dict) -> EnrollmentRecord:
                 state=lifecycle.INITIAL_STATES["enrolled"],
             )
         else:
-            lifecycle.apply(device, Action.ENROLL)
+            wanted = EnrollmentRecord(organization=organization, **row)
+            lifecycle.apply(device, Action.ENROLL, **described(device, wanted))
         lifecycle.apply(device, Action.SUCCEED)
         record = EnrollmentRecord.objects.create(
             organization=organization,

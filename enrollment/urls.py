@@ -11,7 +11,9 @@ urlpatterns = [
     path("retry-failed/", views.RetryView.as_view(), name="retry-failed"),
     # The batch import
     path("batch/", views.BatchNewView.as_view(), name="batch-new"),
+    path("batch/default-type/", views.BatchDefaultTypeView.as_view(), name="batch-default-type"),
     path("batch/commit/", views.BatchCommitView.as_view(), name="batch-commit"),
+    path("batch/<int:pk>/progress/", views.BatchProgressView.as_view(), name="batch-progress"),
     path("batch/rejected/<str:token>.csv", views.BatchErrorsView.as_view(), name="batch-errors"),
     # The installer's phone pages and the QR label sheets
     path("installer/", views.InstallerScanView.as_view(), name="installer-scan"),

@@ -26,6 +26,12 @@ def _parser() -> argparse.ArgumentParser:
         "--gateways", type=int, default=None, help="how many (default 50, or all in --secrets)"
     )
     sim.add_argument("--devices", type=int, default=200, help="devices per gateway")
+    sim.add_argument(
+        "--fleet",
+        action="store_true",
+        help="give each gateway the devices gateway/fleet.py puts on it (the demo's), "
+        "instead of --devices anonymous ones",
+    )
     sim.add_argument("--broker", default="mqtt://127.0.0.1:1883")
     sim.add_argument("--broker-password", default=None)
     sim.add_argument(
@@ -80,6 +86,7 @@ def main(argv: list[str] | None = None) -> int:
             "transfer_bps": args.transfer_bps,
             "events_per_s": args.events_per_s,
             "seed": args.seed,
+            "fleet": args.fleet,
         }
         configs = build_configs(
             secrets,

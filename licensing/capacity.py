@@ -71,9 +71,28 @@ class CapacityExceeded(Conflict):
     def __init__(self, requested: int, used: int, total: int):
         self.requested, self.used, self.total = requested, used, total
         self.free = max(total - used, 0)
-        devices = "device" if requested == 1 else "devices"
-        super().__init__(
-            f"Only {self.free} of the requested {requested} {devices} can be provisioned: "
+        super().__init__(self._sentence())
+
+    def _sentence(self) -> str:
+        """What is true: no license at all, every seat taken, or only some fit."""
+        n, used, total = self.requested, self.used, self.total
+        none = "The device cannot" if n == 1 else f"None of the {n} devices can"
+        if total == 0:
+            held = f" ({_devices(used)} under management without one)" if used else ""
+            return (
+                f"{none} be provisioned: there is no valid license{held}. "
+                "Add one in the Licenses widget."
+            )
+        if used >= total:
+            taken = (
+                f"{_devices(used, 'hold')} seats and the valid licenses allow {total}"
+                if used > total
+                else f"all {total} seats are in use"
+            )
+            return f"{none} be provisioned: {taken}. Add a license, or deprovision devices."
+        devices = "device" if n == 1 else "devices"
+        return (
+            f"Only {self.free} of the requested {n} {devices} can be provisioned: "
             f"{used} of {total} seats are in use."
         )
 
@@ -84,6 +103,13 @@ class CapacityExceeded(Conflict):
             "seats_total": self.total,
             "seats_free": self.free,
         }
+
+
+def _devices(count: int, verb: str = "be") -> str:
+    """ "1 device is", "5 devices are"; with ``verb`` "hold": "1 device holds"."""
+    if verb == "be":
+        return f"{count} device is" if count == 1 else f"{count} devices are"
+    return f"{count} device {verb}s" if count == 1 else f"{count} devices {verb}"
 
 
 @dataclass(frozen=True)

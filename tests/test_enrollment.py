@@ -311,7 +311,9 @@ def test_over_capacity_the_form_stores_nothing_and_says_why(
         HTTP_HX_REQUEST="true",
     )
     assert response.status_code == 200
-    assert "Nothing was enrolled. Only 0 of the requested 1" in response.content.decode()
+    assert "Nothing was enrolled. The device cannot be provisioned: there is no valid" in (
+        response.content.decode()
+    )
     assert not EnrollmentRecord.objects.exists() and not Device.objects.exists()
 
 
@@ -368,6 +370,6 @@ def test_simulated_keys_lists_each_simulated_device_with_its_label_key(tmp_path,
     out = tmp_path / "labels.csv"
     call_command("simulated_keys", organization=org.slug, devices=3, out=str(out))
     lines = out.read_text(encoding="utf-8-sig").splitlines()  # portal.exports: with a BOM
-    assert lines[0] == "serial,key,gateway" and len(lines) == 4
-    serial, key, uid = lines[1].split(",")
-    assert (key, uid) == (access_key(serial), "sim-a")
+    assert lines[0] == "serial,key,type,gateway,name,location" and len(lines) == 4
+    serial, key, device_type, uid, _, _ = lines[1].split(",")
+    assert (key, device_type, uid) == (access_key(serial), "", "sim-a")

@@ -282,6 +282,8 @@ def test_role_rule(org, login, roles, status):
     if status == 403:  # the server refuses every step, whatever the page showed
         assert client.post(reverse("enrollment:batch-new"), {"text": "SN1,abcd"}).status_code == 403
         assert client.post(reverse("enrollment:batch-commit"), {"token": "x"}).status_code == 403
+        default_type = reverse("enrollment:batch-default-type")
+        assert client.post(default_type, {"token": "x"}).status_code == 403
         assert client.get(reverse("enrollment:batch-errors", args=["x"])).status_code == 403
     else:
         assert client.post(reverse("enrollment:batch-commit"), {"token": "x"}).status_code == 404
@@ -348,6 +350,80 @@ def batch_views_key():
     from enrollment.views.batch import SESSION_KEY
 
     return SESSION_KEY
+
+
+def test_the_preview_offers_a_type_for_rows_without_one(org, sensor, gateway, admin_client):
+    """A list without a type column is not a dead end: the preview asks for the type of
+    the rows that lack one and checks the same list again — nothing to upload twice."""
+    make_license(org, seats=10)
+    text = lines(("serial", "key", "type"), ("SN1", "KEY-ONE-1", ""), ("SN2", "KEY-TWO-2", ""))
+    text += "SN3,KEY-THREE-3,Sensor\n"
+    response = upload(admin_client, text)
+    assert (response.context["valid_count"], response.context["invalid_count"]) == (1, 2)
+    page = response.content.decode()
+    assert "Use this type for the 2 rows without one" in page
+    assert reverse("enrollment:batch-default-type") in page
+    token = token_of(response)
+
+    response = admin_client.post(
+        reverse("enrollment:batch-default-type"), {"token": token, "device_type": sensor.pk}
+    )
+    assert response.status_code == 200
+    assert (response.context["valid_count"], response.context["invalid_count"]) == (3, 0)
+    assert "rows without one" not in response.content.decode()
+    assert token_of(response) == token
+    assert not EnrollmentRecord.objects.exists()  # still a preview
+
+    admin_client.post(reverse("enrollment:batch-commit"), {"token": token})
+    assert set(EnrollmentRecord.objects.values_list("serial_number", "device_type")) == {
+        ("SN1", sensor.pk),
+        ("SN2", sensor.pk),
+        ("SN3", sensor.pk),
+    }
+
+
+def test_choosing_no_type_keeps_the_preview_and_says_so(org, sensor, admin_client):
+    token = token_of(upload(admin_client, "SN1,KEY-ONE-1\n"))
+    response = admin_client.post(reverse("enrollment:batch-default-type"), {"token": token})
+    assert response.status_code == 400
+    assert "Choose a device type" in response.content.decode()
+    other = admin_client.post(
+        reverse("enrollment:batch-default-type"), {"token": "forged", "device_type": sensor.pk}
+    )
+    assert other.status_code == 404
+
+
+def test_the_result_page_follows_the_batch_live(org, sensor, gateway, admin_client, login):
+    """The result page listens on the organization's socket and reloads the batch's
+    progress whenever enrollments finish: records done or failed show without a reload."""
+    make_license(org, seats=10)
+    token = token_of(
+        upload(admin_client, "SN1,KEY-ONE-1,,gw-a\nSN2,KEY-TWO-2,,gw-a\n", device_type=sensor.pk)
+    )
+    page = admin_client.post(reverse("enrollment:batch-commit"), {"token": token})
+    body = page.content.decode()
+    batch_row = EnrollmentBatch.objects.get()
+    progress_url = reverse("enrollment:batch-progress", args=[batch_row.pk])
+    assert 'data-live-url="/ws/live/"' in body and "js/live.js" in body
+    assert progress_url in body and "liveRefresh-enrollment from:body" in body
+    assert 'data-done="0"' in body and 'data-total="2"' in body
+
+    EnrollmentRecord.objects.filter(serial_number="SN1").update(status=EnrollmentStatus.DONE)
+    EnrollmentRecord.objects.filter(serial_number="SN2").update(
+        status=EnrollmentStatus.FAILED, reason="wrong access key"
+    )
+    with CaptureQueriesContext(connection) as queries:
+        partial = admin_client.get(progress_url, headers={"HX-Request": "true"})
+    body = partial.content.decode()
+    assert partial.status_code == 200 and "<html" not in body
+    assert 'data-done="1"' in body and 'data-failed="1"' in body and 'data-running="false"' in body
+    assert "wrong access key" in body and "SN2" in body
+    assert len(queries) <= 8  # session, user, memberships, batch, counts, failed
+
+    other = login(make_member(make_organization(), [Role.ADMINISTRATOR]))
+    assert other.get(progress_url).status_code == 404
+    viewer = login(make_member(org, []))
+    assert viewer.get(progress_url).status_code == 403
 
 
 def test_pasted_list_and_capacity_refusal_keeps_records_pending(org, sensor, gateway, admin_client):

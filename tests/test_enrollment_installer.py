@@ -171,6 +171,56 @@ def test_pick_a_device_nearby_and_type_its_key(installer, org, gateway, thermost
     assert record.access_key == "typed-key-123" and record.device == device
 
 
+@pytest.mark.parametrize("choice", ["gateway", "app"])
+def test_re_enrolling_a_deleted_device_keeps_the_typed_name_and_location(
+    installer, org, gateway, thermostat, choice
+):
+    """A deleted (unenrolled) device is enrolled again on site: the device takes what the
+    installer typed, not what it was called before it was deleted."""
+    device = make_device(
+        org,
+        make_device_type("Unidentified device"),
+        serial_number="SN-BACK-1",
+        gateway=gateway,
+        state=S.UNENROLLED,
+        name="Old name",
+        location="Old place",
+    )
+    page = installer.get(url("installer-enroll"), {"device": device.pk}).content.decode()
+    assert 'value="SN-BACK-1"' in page
+    response = installer.post(
+        url("installer-enroll"),
+        details(gateway.pk if choice == "gateway" else "app", thermostat, "SN-BACK-1")
+        | {"access_key": "typed-key-123"},
+    )
+    assert response.status_code == 302, response.content.decode()[:2000]
+    device.refresh_from_db()
+    assert (device.name, device.location) == ("Hall thermostat", "Hall, above the door")
+    assert device.device_type == thermostat
+    assert device.state == (S.ENROLLING if choice == "gateway" else S.PROVISIONED)
+
+
+def test_re_enrolling_without_a_name_keeps_the_one_the_device_has(
+    installer, org, gateway, thermostat
+):
+    device = make_device(
+        org,
+        thermostat,
+        serial_number="SN-BACK-2",
+        gateway=gateway,
+        state=S.UNENROLLED,
+        name="Kept name",
+        location="Kept place",
+    )
+    installer.post(
+        url("installer-enroll"),
+        details(gateway.pk, thermostat, "SN-BACK-2", name="", location_note="")
+        | {"access_key": "typed-key-123"},
+    )
+    device.refresh_from_db()
+    assert (device.name, device.location, device.state) == ("Kept name", "Kept place", S.ENROLLING)
+
+
 # -- flaky connections and bad input ---------------------------------------------------
 
 

@@ -15,6 +15,7 @@ from devices.models import Operation
 from firmware import formats
 from firmware.choices import ROLLOUT_TRANSITIONS, LoadPhase, RolloutState
 from firmware.models import FirmwareImage, ImageLoad, Rollout
+from gateway import fleet
 from gateway.drivers.simulated import OPTIONS as SIMULATED
 from tests.factories import (
     make_device,
@@ -184,17 +185,17 @@ def test_image_load_refuses_another_organizations_device(org, image):
 # -- the demo ------------------------------------------------------------------------
 
 
-def test_demo_seed_gives_the_simulated_type_an_image_once(org):
+def test_demo_seed_gives_the_demo_fleets_nodes_an_image_once(org):
     image = demo.seed(org)
-    assert demo.DEVICE_TYPE == SIMULATED["device_type"][1] == "Simulated sensor"
-    assert [t.name for t in image.device_types.all()] == ["Simulated sensor"]
+    assert demo.DEVICE_TYPE == "BLE Mesh Node" in fleet.DEVICE_TYPES
+    assert [t.name for t in image.device_types.all()] == ["BLE Mesh Node"]
     assert image.version == "1.1.0" != SIMULATED["firmware"][1]  # an update for them
     assert demo.seed(org) == image and FirmwareImage.objects.count() == 1
 
 
 def test_seed_demo_command_includes_the_image():
-    call_command("seed_demo", "--devices", "20", stdout=io.StringIO())
-    call_command("seed_demo", "--devices", "20", stdout=io.StringIO())
+    call_command("seed_demo", stdout=io.StringIO())
+    call_command("seed_demo", stdout=io.StringIO())
     image = FirmwareImage.objects.get(organization__slug="demo")
     assert image.filename == demo.FILENAME
     assert not FirmwareImage.objects.filter(organization__slug="other").exists()

@@ -12,7 +12,7 @@ from django.urls import get_resolver, reverse
 from django.utils import timezone
 
 from devices.models import BulkOperation, DeviceEvent
-from enrollment.models import EnrollmentRecord
+from enrollment.models import EnrollmentBatch, EnrollmentRecord
 from portal import audit, permissions
 from portal.choices import Role
 from tests.factories import (
@@ -69,8 +69,10 @@ class World:
             bulk = BulkOperation.objects.create(
                 organization=org, kind="provision", target=f"BULK-{side.upper()}-MARK", total=1
             )
+            batch = EnrollmentBatch.objects.create(organization=org, source="list.csv", rows=1)
             record = EnrollmentRecord.objects.create(
                 organization=org,
+                batch=batch,
                 serial_number=f"ENROLL-{side.upper()}-MARK",
                 access_key=f"KEY-{side.upper()}-MARK",
                 device_type=device_type,
@@ -86,6 +88,7 @@ class World:
             member = make_member(org, [Role.DEVICE_MANAGER], username=f"member-{side}")
             audit.record(org, member, "group.create", [group], name=f"AUDIT-{side.upper()}-MARK")
             self.orgs[side] = {
+                "batch": batch,
                 "image": image,
                 "bulk": bulk,
                 "org": org,
@@ -145,6 +148,7 @@ VIEWS = [
     ("enrollment:widget", "view", None),
     ("enrollment:create", "enroll", None),
     ("enrollment:batch-new", "enroll", None),
+    ("enrollment:batch-progress", "enroll", lambda o: [o["batch"].pk]),
     ("enrollment:installer-scan", "enroll", None),
     ("enrollment:installer-nearby", "enroll", None),
     ("enrollment:installer-enroll", "enroll", None),
@@ -168,6 +172,7 @@ NOT_IN_MATRIX = {
     "enrollment:retry",  # POST only: tests/test_enrollment.py
     "enrollment:retry-failed",
     "enrollment:batch-commit",  # POST only, and a token of the user's session:
+    "enrollment:batch-default-type",
     "enrollment:batch-errors",  # tests/test_enrollment_batch.py
     "enrollment:installer-retry",  # POST only: tests/test_enrollment_installer.py
     "firmware:upload",  # POST only: tests/test_firmware_upload.py

@@ -410,7 +410,30 @@ def test_reserve_without_any_license(org, counter):
     with transaction.atomic(), pytest.raises(CapacityExceeded) as error:
         capacity.reserve(org, 1)
     assert str(error.value) == (
-        "Only 0 of the requested 1 device can be provisioned: 0 of 0 seats are in use."
+        "The device cannot be provisioned: there is no valid license. Add one in the "
+        "Licenses widget."
+    )
+
+
+def test_reserve_without_a_license_but_with_devices_says_something_true(org, counter):
+    """Not "5 of 0 seats are in use": there are no seats, and 5 devices hold none."""
+    make_devices(org, ["provisioned"] * 5)
+    with transaction.atomic(), pytest.raises(CapacityExceeded) as error:
+        capacity.reserve(org, 3)
+    assert str(error.value) == (
+        "None of the 3 devices can be provisioned: there is no valid license (5 devices "
+        "are under management without one). Add one in the Licenses widget."
+    )
+
+
+def test_reserve_with_every_seat_taken(org, counter):
+    make_license(org, 4)
+    make_devices(org, ["provisioned"] * 6)  # an expired license left them over capacity
+    with transaction.atomic(), pytest.raises(CapacityExceeded) as error:
+        capacity.reserve(org, 1)
+    assert str(error.value) == (
+        "The device cannot be provisioned: 6 devices hold seats and the valid licenses "
+        "allow 4. Add a license, or deprovision devices."
     )
 
 
@@ -517,6 +540,13 @@ def test_members_see_usage_and_licenses_but_no_upload_form(login, org, counter, 
     assert '<progress id="license-usage-bar"' in body and 'max="10" value="3"' in body
     assert "<strong>3</strong> of <strong>10</strong> seats in use, <strong>7</strong> free" in body
     assert reverse("licensing:upload") not in body
+
+
+def test_without_a_license_the_widget_does_not_count_seats_of_none(login, org, counter):
+    make_devices(org, ["provisioned"] * 5)
+    body = login(make_member(org, (DM,))).get(reverse("licensing:widget")).content.decode()
+    assert "of <strong>0</strong>" not in body
+    assert "<strong>5</strong> devices under management and no valid license" in body
 
 
 def test_administrators_get_the_upload_form(login, org, admin_user, counter):

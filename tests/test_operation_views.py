@@ -83,6 +83,16 @@ def test_over_capacity_is_refused_with_the_free_count_and_nothing_runs(org, onli
     assert set(Device.objects.values_list("state", flat=True)) == {S.DISCOVERED}
 
 
+def test_without_a_license_the_preview_says_so_rather_than_free_of_zero(org, online, manager):
+    fleet = make_fleet(org, online, 3)
+    data = {"action": "provision", "device": [d.pk for d in fleet]}
+    preview = manager.get(ACTION, data, HTTP_HX_REQUEST="true").content.decode()
+    assert "No valid license: 3 seats needed and none licensed" in preview
+    assert "free of 0" not in preview
+    response = manager.post(ACTION, data, HTTP_HX_REQUEST="true").content.decode()
+    assert "there is no valid license" in response and "of 0 seats" not in response
+
+
 def test_a_whole_group(org, online, manager):
     make_license(org, seats=10)
     group = make_group(org, "Floor 2")

@@ -9,9 +9,10 @@ from django.core.management import CommandError, call_command
 from django.db import connection
 from django.db.models import Count
 
-from devices import demo
+from devices import demo, lifecycle
 from devices.choices import DeviceState, Protocol
 from devices.models import Device, DeviceGroup, DeviceType, Gateway
+from gateway import fleet
 from portal import permissions
 from portal.models import Membership, Organization
 
@@ -22,7 +23,7 @@ User = get_user_model()
 
 def seed(*args):
     out = io.StringIO()
-    call_command("seed_demo", "--devices", "50", *args, stdout=out)
+    call_command("seed_demo", *args, stdout=out)
     return out.getvalue()
 
 
@@ -57,15 +58,14 @@ def test_seed_creates_the_demo_organization_and_a_second_tenant():
     seed()
     org = Organization.objects.get(slug="demo")
     assert org.name == "Demo Building Co"
-    assert Device.objects.filter(organization=org).count() == 50
+    assert Device.objects.filter(organization=org).count() == fleet.DEMO.devices == 200
     assert Gateway.objects.filter(organization=org).count() == 5
-    assert Gateway.objects.filter(
-        organization=org, is_online=True, last_seen__isnull=False
-    ).exists()
+    # Offline and never heard from until their simulator connects.
+    assert not Gateway.objects.filter(is_online=True).exists()
     assert Gateway.objects.filter(organization=org, uid="demo-gw-01").exists()
     assert all(gateway.secret for gateway in Gateway.objects.filter(organization=org))
     groups = DeviceGroup.objects.filter(organization=org).annotate(n=Count("devices"))
-    assert {g.name for g in groups} == {"Floor 1", "Floor 2", "Lobby", "Parking"}
+    assert {g.name for g in groups} == {"Floor 1", "Floor 2", "Floor 3", "Floor 4", "Lobby"}
     assert all(g.n > 0 for g in groups)
 
     other = Organization.objects.get(slug="other", name="Other Tenant Ltd")
@@ -76,7 +76,7 @@ def test_device_types_match_the_catalogue():
     seed()
     types = {t.name: t for t in DeviceType.objects.all()}
     assert types["BLE Mesh Node"].protocol == Protocol.BLE
-    assert types["BLE Mesh Node"].image_extensions == [".bin", ".hex"]
+    assert types["BLE Mesh Node"].image_extensions == [".bin", ".hex", ".fgfw"]
     lon = types["LON Device"]
     assert (lon.protocol, lon.replace_needs_manual_reset) == (Protocol.LON, True)
     assert lon.image_extensions == [".apb", ".ndl", ".nx", ".nxi"]
@@ -96,14 +96,36 @@ def test_devices_look_like_a_building():
     assert max(states, key=states.get) == DeviceState.PROVISIONED
     assert {DeviceState.DISCOVERED, DeviceState.FAILED} <= set(states)
     assert devices.values("device_type").distinct().count() == 4
-    assert devices.values("gateway").exclude(gateway=None).distinct().count() == 5
-    assert devices.filter(name__contains=" – ", location__startswith="Floor").exists()
-    for device in devices.exclude(gateway=None).select_related("gateway"):
+    assert devices.values("gateway").distinct().count() == 5
+    for device in devices.select_related("gateway"):
         assert device.gateway.organization_id == device.organization_id
         assert len(device.hardware_id.split(":")) == 6
+        # named and located on its gateway's floor
+        area = device.gateway.name.split("(")[1].rstrip(")")
+        assert device.location.startswith(area), (device, device.gateway)
+        assert device.name.startswith(area) or device.name == device.gateway.name
     # every device passes the model's own validation (clean() uppercases MACs, checks gateways)
     for device in devices[:10]:
         device.full_clean()
+
+
+def test_groups_hold_their_floor_and_nothing_provisioning_cannot_take():
+    seed()
+    for group in DeviceGroup.objects.filter(organization__slug="demo"):
+        members = group.devices.select_related("gateway")
+        assert {d.location.split(",")[0] for d in members} == {group.name}
+        assert not members.exclude(
+            state__in=lifecycle.states_allowing(lifecycle.Action.PROVISION)
+        ).exclude(state=DeviceState.PROVISIONED)
+
+
+def test_no_organization_holds_more_seats_than_its_licenses_allow():
+    from licensing import capacity
+
+    seed()
+    for org in Organization.objects.all():
+        usage = capacity.usage(org)
+        assert usage.total > 0 and usage.used <= usage.total, org.slug
 
 
 def test_one_login_per_role_combination():
@@ -154,27 +176,24 @@ def test_second_run_restores_roles_and_password(client):
     assert client.login(username="admin", password="changed-password")
 
 
-def test_more_devices_later_adds_only_the_missing_ones():
-    seed()
+def test_a_bigger_fleet_later_adds_only_the_missing_devices():
+    result = demo.SeedResult()
+    org = demo.ensure_organization("grow", "Grow", result)
+    demo.seed_fleet(org, fleet.Fleet("grow", gateways=2, devices=30), result=result)
     first = set(Device.objects.values_list("pk", "serial_number"))
-    call_command("seed_demo", "--devices", "80", stdout=io.StringIO())
+    demo.seed_fleet(org, fleet.Fleet("grow", gateways=2, devices=50), result=result)
     after = set(Device.objects.values_list("pk", "serial_number"))
     assert first < after
-    assert Device.objects.filter(organization__slug="demo").count() == 80
+    assert Device.objects.filter(organization=org).count() == 50
 
 
-def test_generator_gives_each_organization_its_own_hardware_ids():
+def test_every_organization_gets_hardware_ids_of_its_own():
+    """``hardware_id`` is unique across organizations: it derives from the gateway's UID."""
     result = demo.SeedResult()
-    first = demo.ensure_organization("one", "One", result)
-    second = demo.ensure_organization("two", "Two", result)
-    demo.seed_organization(first, devices=30, gateways=2, result=result)
-    demo.seed_organization(second, devices=30, gateways=2, result=result)
+    for slug in ("one", "two"):
+        org = demo.ensure_organization(slug, slug.title(), result)
+        demo.seed_organization(org, devices=30, gateways=2, result=result)
     assert result.created["devices"] == 60
-    serials = [
-        set(Device.objects.filter(organization=o).values_list("serial_number", flat=True))
-        for o in (first, second)
-    ]
-    assert serials[0] == serials[1]  # serials are unique per organization only
     assert Device.objects.values("hardware_id").distinct().count() == 60
 
 
@@ -206,8 +225,8 @@ def test_bench_widgets_reuses_the_generator_and_prints_one_json_line():
 def test_demo_organization_gets_one_valid_license_signed_with_the_demo_key():
     from licensing.models import License
 
-    call_command("seed_demo", "--devices", "20", stdout=io.StringIO())
-    call_command("seed_demo", "--devices", "20", stdout=io.StringIO())
+    call_command("seed_demo", stdout=io.StringIO())
+    call_command("seed_demo", stdout=io.StringIO())
     licenses = License.objects.filter(organization__slug="demo")
     assert licenses.count() == 1
-    assert licenses.get().capacity >= 40
+    assert licenses.get().capacity >= 400

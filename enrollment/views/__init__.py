@@ -2,7 +2,13 @@
 import pages (``batch``) and the installer's phone pages with the label sheets
 (``installer``)."""
 
-from enrollment.views.batch import BatchCommitView, BatchErrorsView, BatchNewView
+from enrollment.views.batch import (
+    BatchCommitView,
+    BatchDefaultTypeView,
+    BatchErrorsView,
+    BatchNewView,
+    BatchProgressView,
+)
 from enrollment.views.installer import (
     InstallerEnrollView,
     InstallerNearbyView,
@@ -16,8 +22,10 @@ from enrollment.views.widget import EnrollmentWidgetView, EnrollView, RetryView
 
 __all__ = [
     "BatchCommitView",
+    "BatchDefaultTypeView",
     "BatchErrorsView",
     "BatchNewView",
+    "BatchProgressView",
     "EnrollView",
     "EnrollmentWidgetView",
     "InstallerEnrollView",

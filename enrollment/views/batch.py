@@ -17,8 +17,9 @@ import zlib
 from django.contrib import messages
 from django.core.exceptions import RequestDataTooBig
 from django.db import DatabaseError
+from django.db.models import Count
 from django.http import Http404
-from django.shortcuts import redirect
+from django.shortcuts import get_object_or_404, redirect
 from django.urls import reverse
 from django.utils.cache import add_never_cache_headers
 from django.views import View
@@ -26,6 +27,7 @@ from django.views import View
 from devices.models import DeviceType, Gateway
 from enrollment import batch
 from enrollment.forms import BatchForm
+from enrollment.models import EnrollmentBatch, EnrollmentRecord, EnrollmentStatus
 from portal import crypto, exports
 from portal.forms_too_big import limit_text
 from portal.htmx import render_varying, wants_partial
@@ -96,6 +98,8 @@ class BatchMixin(OrganizationRequiredMixin):
             "header": checked.header,
             "default_type": device_type,
             "default_gateway": gateway,
+            "without_type": checked.without_type,
+            "device_types": DeviceType.objects.order_by("name") if checked.without_type else (),
             "error": error,
             "key_omitted": batch.KEY_OMITTED,
         }
@@ -170,6 +174,34 @@ class BatchNewView(BatchMixin, View):
         )
 
 
+class BatchDefaultTypeView(BatchMixin, View):
+    """The preview's "use this type for rows without one": the list is checked again with
+    that default type, without uploading it again."""
+
+    def post(self, request):
+        entry = self.entry(request.POST.get("token", ""))
+        if not entry.get("sealed"):
+            messages.info(request, "This list was imported already.")
+            return redirect("enrollment:batch-new")
+        device_type = DeviceType.objects.filter(pk=request.POST.get("device_type") or 0).first()
+        error = "" if device_type else "Choose a device type for the rows without one."
+        if device_type:
+            entry = {**entry, "device_type": device_type.pk}
+            request.session[SESSION_KEY] = entry
+        default_type, gateway = self.defaults(entry)
+        checked = batch.check(
+            self.organization,
+            batch.parse(_unseal(entry["sealed"])),
+            device_type=default_type,
+            gateway=gateway,
+        )
+        return self.render_step(
+            "enrollment/batch_preview.html",
+            self.preview_context(entry, checked, error=error),
+            status=200 if device_type else 400,
+        )
+
+
 class BatchCommitView(BatchMixin, View):
     """Re-check and store the previewed list; send what has a gateway."""
 
@@ -218,8 +250,8 @@ class BatchCommitView(BatchMixin, View):
             ).decode("ascii"),
         }
         context = {
+            **progress_context(committed.batch),
             "token": entry["token"],
-            "batch": committed.batch,
             "sent": sent,
             "invalid_rows": invalid[:INVALID_SHOWN],
             "invalid_count": len(invalid),
@@ -227,6 +259,45 @@ class BatchCommitView(BatchMixin, View):
             "widget_url": reverse("enrollment:widget"),
         }
         return self.render_step("enrollment/batch_result.html", context)
+
+
+FAILED_SHOWN = 20
+
+
+def progress_context(batch_row) -> dict:
+    """Where a committed batch's records are now: counts by status (one query) and the
+    first failed ones with their reasons (one more)."""
+    records = EnrollmentRecord.objects.filter(batch=batch_row)
+    counts = dict(records.order_by().values_list("status").annotate(n=Count("pk")))
+    done, failed = counts.get(EnrollmentStatus.DONE, 0), counts.get(EnrollmentStatus.FAILED, 0)
+    total = sum(counts.values())
+    return {
+        "batch": batch_row,
+        "total": total,
+        "done": done,
+        "failed": failed,
+        "in_progress": counts.get(EnrollmentStatus.IN_PROGRESS, 0),
+        "pending": counts.get(EnrollmentStatus.PENDING, 0),
+        "finished": done + failed,
+        "failed_records": list(
+            records.filter(status=EnrollmentStatus.FAILED)
+            .order_by("id")
+            .only("serial_number", "reason")[:FAILED_SHOWN]
+        ),
+    }
+
+
+class BatchProgressView(BatchMixin, View):
+    """A committed batch's progress: the result page reloads it whenever enrollments
+    finish (the ``refresh`` of the enrollment widget, over the page's WebSocket)."""
+
+    def get(self, request, pk):
+        batch_row = get_object_or_404(self.scoped(EnrollmentBatch), pk=pk)
+        response = render_varying(
+            request, "enrollment/_batch_progress_body.html", progress_context(batch_row)
+        )
+        add_never_cache_headers(response)
+        return response
 
 
 class BatchErrorsView(BatchMixin, View):

@@ -4,6 +4,12 @@ Each device keeps its enrollment in the agent's store, so a restarted gateway st
 knows what it enrolled; ``unenroll`` resets a device to factory state. Latency,
 failures and transfer speed are configurable. Failures are drawn from a generator
 seeded with the operation id, so a run is reproducible whatever the scheduling.
+
+Two kinds of devices: ``devices`` anonymous ones per gateway (``SIM-<uid>-00001``, in
+factory state, one type: the benchmarks'), or with ``fleet`` the devices that
+``gateway.fleet`` puts on this gateway (the demo's): their serials, hardware ids,
+types and states are the ones the portal's demo seed writes, and only the enrolled
+ones send telemetry, so every event comes from a device the portal lists.
 """
 
 import asyncio
@@ -11,6 +17,7 @@ import hashlib
 import random
 from typing import Any
 
+from gateway import fleet
 from gateway.codes import DeviceLinkState, EventKind, OpKind, ResultCode
 from gateway.drivers import Driver, DriverError, EventSink, OpContext, parse_options
 
@@ -24,6 +31,7 @@ OPTIONS = {
     "events_per_s": (float, 0.0),
     "firmware": (str, "1.0.0"),
     "device_type": (str, "Simulated sensor"),
+    "fleet": (bool, False),
 }
 NS = "simulated"  # the store namespace of device state
 ENROLLMENT_FIELDS = ("device_type", "name", "location", "code", "organization")
@@ -64,21 +72,52 @@ class SimulatedDriver(Driver):
             raise ValueError("driver options devices/transfer_bps: out of range")
         saved = store.items(NS)
         self.devices: dict[str, dict[str, Any]] = {}
-        for n in range(1, self.opts["devices"] + 1):
-            serial = serial_number(gateway_uid, n)
-            self.devices[serial] = saved.get(serial) or self._factory(n)
+        self.types: dict[str, str] = {}
+        for spec in self._specs():
+            serial = spec.serial
+            self.devices[serial] = saved.get(serial) or self._new_device(spec)
+            self.types[serial] = spec.device_type
         self._by_hw = {d["hardware_id"]: s for s, d in self.devices.items()}
         self._locks = {s: asyncio.Lock() for s in self.devices}
         self._dirty: set[str] = set()
         self._events_task: asyncio.Task | None = None
 
-    def _factory(self, n: int) -> dict[str, Any]:
+    def _specs(self) -> list[fleet.FleetDevice]:
+        """The devices on this gateway's link, as the fleet describes them."""
+        uid = self.gateway_uid
+        if self.opts["fleet"]:
+            found = fleet.find(uid)
+            if found is None:
+                known = ", ".join(f"{f.uid(1)}…{f.uid(f.gateways)}" for f in fleet.FLEETS.values())
+                raise ValueError(f"gateway {uid} is not in the demo fleet ({known})")
+            return found[0].devices_of(found[1])
+        return [
+            fleet.FleetDevice(
+                gateway_uid=uid,
+                number=n,
+                serial=serial_number(uid, n),
+                hardware_id=hardware_id(uid, n),
+                device_type=self.opts["device_type"],
+                name="",
+                location="",
+                area="",
+                state=fleet.NEW,
+            )
+            for n in range(1, self.opts["devices"] + 1)
+        ]
+
+    def _new_device(self, spec: fleet.FleetDevice) -> dict[str, Any]:
+        enrolled = spec.link_state != DeviceLinkState.FACTORY
         return {
-            "hardware_id": hardware_id(self.gateway_uid, n),
-            "state": DeviceLinkState.FACTORY.value,
+            "hardware_id": spec.hardware_id,
+            "state": spec.link_state,
             "firmware": self.opts["firmware"],
             "config": {},
-            "enrollment": None,
+            "enrollment": (
+                {"device_type": spec.device_type, "name": spec.name, "location": spec.location}
+                if enrolled
+                else None
+            ),
         }
 
     # -- lifecycle ----------------------------------------------------------------------
@@ -107,7 +146,7 @@ class SimulatedDriver(Driver):
             "hardware_id": d["hardware_id"],
             "state": d["state"],
             "firmware": d["firmware"],
-            "device_type": self.opts["device_type"],
+            "device_type": self.types[serial],
         }
 
     async def discover(self) -> list[dict]:
@@ -185,11 +224,17 @@ class SimulatedDriver(Driver):
 
     # -- events -------------------------------------------------------------------------
 
+    def _talking(self) -> list[str]:
+        """Who sends telemetry: any device, or in a fleet the enrolled ones only (a device
+        in factory state belongs to nobody yet)."""
+        if not self.opts["fleet"]:
+            return list(self.devices)
+        return [s for s, d in self.devices.items() if d["state"] != DeviceLinkState.FACTORY]
+
     async def _emit_events(self, emit: EventSink) -> None:
         """Telemetry at ``events_per_s`` on average, from random devices."""
         rate = self.opts["events_per_s"]
         rng = random.Random(f"{self.opts['seed']}:{self.gateway_uid}:events")
-        serials = list(self.devices)
         tick = min(0.05, max(0.005, 1 / rate))
         loop = asyncio.get_running_loop()
         last, credit, seq = loop.time(), 0.0, 0
@@ -198,7 +243,8 @@ class SimulatedDriver(Driver):
             now = loop.time()
             credit += (now - last) * rate
             last = now
-            for _ in range(int(credit)):
+            serials = self._talking() if credit >= 1 else []
+            for _ in range(int(credit) if serials else 0):
                 serial = rng.choice(serials)
                 seq += 1
                 data = {"seq": seq, "temp_c": round(18 + rng.random() * 6, 2)}

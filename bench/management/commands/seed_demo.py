@@ -1,5 +1,9 @@
 """Seed the demo: two organizations, one user per role combination, ~200 devices.
 
+The devices and gateways are the demo fleet of ``gateway.fleet`` — the ones the
+simulated gateways (``python -m gateway simulate --fleet``) have — so there is no
+option to seed another number of them: the portal and its gateways would disagree.
+
 Idempotent: a second run finds everything by its natural key and creates nothing.
 It does reset the demo users' role groups and password to what the table it prints
 says, so the printed logins are always true.
@@ -10,6 +14,7 @@ from django.db import transaction
 
 from bench import firmware_demo
 from devices import demo
+from gateway import fleet
 from portal.choices import Role
 
 A, DM, IM = Role.ADMINISTRATOR, Role.DEVICE_MANAGER, Role.IOT_MANAGER
@@ -29,33 +34,27 @@ class Command(BaseCommand):
         parser.add_argument(
             "--password", default="fleetgate-demo", help="Password of every demo login."
         )
-        parser.add_argument(
-            "--devices",
-            type=int,
-            default=200,
-            help="Devices of the demo organization (gateways included).",
-        )
 
-    def handle(self, *args, password, devices, **options):
+    def handle(self, *args, password, **options):
         if not password:
             raise CommandError("--password must not be empty.")
-        if devices < 0:
-            raise CommandError("--devices must be 0 or more.")
         result = demo.SeedResult()
         with transaction.atomic():
-            logins = self._seed(result, demo.DemoPassword(password), devices)
+            logins = self._seed(result, demo.DemoPassword(password))
         created = ", ".join(f"{n} {what}" for what, n in result.created.items() if n) or "nothing"
         self.stdout.write(f"Demo data ready. Created: {created}.")
         self._print_logins(logins, password)
 
-    def _seed(self, result, password, devices):
+    def _seed(self, result, password):
         try:
-            org = demo.ensure_organization("demo", "Demo Building Co", result)
-            demo.seed_organization(org, devices=devices, gateways=min(5, devices), result=result)
-            demo.ensure_demo_license(org, capacity=max(500, 2 * devices), result=result)
+            org = demo.ensure_organization(fleet.DEMO.slug, "Demo Building Co", result)
+            demo.seed_fleet(org, fleet.DEMO, result=result)
+            demo.ensure_demo_license(org, capacity=500, result=result)
             firmware_demo.seed(org)
-            other = demo.ensure_organization("other", "Other Tenant Ltd", result)
-            demo.seed_organization(other, devices=8, gateways=1, groups=("Lobby",), result=result)
+            # A small tenant with a small license: its provisioned devices fit in it.
+            other = demo.ensure_organization(fleet.OTHER.slug, "Other Tenant Ltd", result)
+            demo.seed_fleet(other, fleet.OTHER, result=result)
+            demo.ensure_demo_license(other, capacity=10, result=result)
         except ValueError as exc:  # e.g. a gateway UID taken by another organization
             raise CommandError(str(exc)) from exc
 

@@ -15,19 +15,25 @@ from portal.models import Organization
 
 
 class Command(BaseCommand):
-    help = "Write {uid: secret} of an organization's gateways to a file for `python -m gateway simulate`."
+    help = (
+        "Write {uid: secret} of organizations' gateways to a file for `python -m gateway simulate`."
+    )
 
     def add_arguments(self, parser):
-        parser.add_argument("--organization", required=True, help="organization slug")
+        parser.add_argument("--organization", required=True, nargs="+", help="organization slug(s)")
         parser.add_argument("--out", required=True, type=Path)
         parser.add_argument("--limit", type=int, default=None, help="at most this many gateways")
 
     def handle(self, *args, **options):
-        try:
-            organization = Organization.objects.get(slug=options["organization"])
-        except Organization.DoesNotExist:
-            raise CommandError(f"No organization with slug {options['organization']!r}.") from None
-        gateways = Gateway.objects.for_organization(organization).order_by("uid")
+        slugs = options["organization"]
+        organizations = list(Organization.objects.filter(slug__in=slugs))
+        missing = sorted(set(slugs) - {o.slug for o in organizations})
+        if missing:
+            raise CommandError(f"No organization with slug {missing[0]!r}.")
+        gateways = sorted(
+            (g for o in organizations for g in Gateway.objects.for_organization(o)),
+            key=lambda g: g.uid,
+        )
         if options["limit"]:
             gateways = gateways[: options["limit"]]
         mapping = {}

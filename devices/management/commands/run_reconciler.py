@@ -7,7 +7,7 @@ with operations due — which is also how work lost with Redis comes back.
 
 import json
 import signal
-import threading
+import time
 
 from django.conf import settings
 from django.core.management.base import BaseCommand
@@ -26,9 +26,13 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, **options):
-        stop = threading.Event()
+        # A signal handler runs on the main thread between two of its steps, so it must
+        # not take a lock: ``threading.Event.set`` does, and a second signal arriving
+        # during the first one's ``set`` (Ctrl-C, then the demo's SIGTERM) waited for
+        # that lock forever. Appending to a list takes none.
+        stop: list[int] = []
         for sig in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(sig, lambda *_: stop.set())
+            signal.signal(sig, lambda signum, frame: stop.append(signum))
         while True:
             close_old_connections()
             try:
@@ -42,5 +46,13 @@ class Command(BaseCommand):
             if result and (result or options["once"]):
                 line = {**result.__dict__, "jobs": enqueued}
                 self.stdout.write(json.dumps(line, default=str))
-            if options["once"] or stop.wait(options["every"]):
+            if options["once"] or self._sleep(options["every"], stop):
                 break
+
+    @staticmethod
+    def _sleep(seconds: float, stop: list) -> bool:
+        """Sleep up to ``seconds``, waking within 0.1 s of a stop request; True if asked."""
+        deadline = time.monotonic() + seconds
+        while not stop and time.monotonic() < deadline:
+            time.sleep(min(0.1, max(0.0, deadline - time.monotonic())))
+        return bool(stop)
