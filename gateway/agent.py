@@ -68,9 +68,7 @@ class Agent:
             clean_session=False,  # the broker keeps commands sent while we are away
             protocol=mqtt.MQTTv311,
         )
-        c.username_pw_set(self.uid, self.config.broker_password)
-        if self.config.broker.scheme == "mqtts":
-            c.tls_set()
+        self.config.broker.configure(c, username=self.uid, password=self.config.broker_password)
         self._arm_will(c)
         c.reconnect_delay_set(self.config.reconnect_min_s, self.config.reconnect_max_s)
         c.max_inflight_messages_set(self.config.max_inflight)
@@ -334,7 +332,7 @@ class Agent:
             self._spawn(self._run(op))
         self._spawn(self._prune_forever())
         cfg = self.config
-        self.client.connect_async(cfg.broker.hostname, cfg.broker_port, keepalive=cfg.keepalive_s)
+        self.client.connect_async(cfg.broker.host, cfg.broker.port, keepalive=cfg.keepalive_s)
         self.client.loop_start()
 
     async def stop(self, timeout: float = 5.0) -> None:

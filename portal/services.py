@@ -16,6 +16,8 @@ from urllib.parse import unquote, urlsplit
 
 from django.conf import settings
 
+from gateway.brokerurl import BrokerURLError, parse_broker_url
+
 TIMEOUT = 1.0
 ELSEWHERE = "is another program listening on that port?"
 
@@ -47,7 +49,9 @@ def _reason(exc: OSError) -> str:
     return exc.strerror or str(exc) or type(exc).__name__
 
 
-def _exchange(address, payload: bytes, *, done, timeout: float, tls_host: str | None = None):
+def _exchange(
+    address, payload: bytes, *, done, timeout: float, tls_host: str | None = None, ca_file=None
+):
     """Send ``payload`` and read until ``done(data)`` is true or the peer closes.
 
     ``address`` is ``(host, port)`` or a Unix socket path. Raises NotAnswering when the
@@ -69,7 +73,7 @@ def _exchange(address, payload: bytes, *, done, timeout: float, tls_host: str | 
     with sock:
         sock.settimeout(timeout)
         stream = (
-            ssl.create_default_context().wrap_socket(sock, server_hostname=tls_host)
+            ssl.create_default_context(cafile=ca_file).wrap_socket(sock, server_hostname=tls_host)
             if tls_host
             else sock
         )
@@ -182,16 +186,12 @@ CONNACK_REFUSALS = {
 def check_mqtt(url: str | None = None, timeout: float = TIMEOUT) -> ServiceStatus:
     """Send CONNECT and expect a CONNACK that accepts it."""
     name, url = "Mosquitto (MQTT)", url or settings.MQTT_URL
-    parts = urlsplit(url)
-    if parts.scheme not in ("mqtt", "tcp", "mqtts", "ssl"):
-        return ServiceStatus(
-            name, False, f"MQTT_URL must start with mqtt:// or mqtts://, not {url!r}"
-        )
-    secure = parts.scheme in ("mqtts", "ssl")
-    host, port = parts.hostname or "127.0.0.1", parts.port or (8883 if secure else 1883)
-    where = f"{host}:{port}"
-    username = unquote(parts.username) if parts.username else None
-    password = unquote(parts.password) if parts.password else None
+    try:  # the parser every process uses (gateway.brokerurl)
+        broker = parse_broker_url(url)
+    except BrokerURLError as exc:
+        return ServiceStatus(name, False, f"MQTT_URL: {exc}")
+    secure, host, port, where = broker.tls, broker.host, broker.port, broker.address
+    username, password = broker.username, broker.password
     # DISCONNECT right behind CONNECT: the broker answers CONNACK, then logs a clean goodbye.
     request = mqtt_connect_packet("fleetgate-preflight", username, password) + b"\xe0\x00"
     try:
@@ -201,6 +201,7 @@ def check_mqtt(url: str | None = None, timeout: float = TIMEOUT) -> ServiceStatu
             done=lambda d: len(d) >= 4,
             timeout=timeout,
             tls_host=host if secure else None,
+            ca_file=broker.ca_file,
         )[:4]
     except NotAnswering as exc:
         return _missing(name, where, exc, START_MOSQUITTO.format(port=port))

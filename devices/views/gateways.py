@@ -9,7 +9,6 @@ import secrets
 from urllib.parse import urlencode, urlsplit
 
 from django import forms
-from django.conf import settings
 from django.core.paginator import Paginator
 from django.db import IntegrityError, transaction
 from django.db.models import Count, OuterRef, Q, Subquery
@@ -23,6 +22,7 @@ from django.views import View
 from django.views.decorators.debug import sensitive_variables
 
 from devices.models import Device, Gateway
+from devices.mqtt import broker
 from devices.views.base import DialogView, render_varying, safe_next, wants_partial
 from gateway.config import AgentConfig
 from portal import audit
@@ -69,12 +69,10 @@ def toml_string(value: str) -> str:
 
 def agent_broker_url() -> str:
     """settings.MQTT_URL as the agent spells it, without the portal's own login."""
-    parts = urlsplit(settings.MQTT_URL)
-    if parts.scheme not in ("mqtt", "tcp", "mqtts") or not parts.hostname:
+    try:
+        return broker().without_login()
+    except ValueError:
         return AgentConfig.broker_url
-    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
-    port = f":{parts.port}" if parts.port else ""
-    return f"{'mqtts' if parts.scheme == 'mqtts' else 'mqtt'}://{host}{port}"
 
 
 @sensitive_variables("secret")
