@@ -94,7 +94,25 @@ def _refuse_constant(name: str):
     raise ValueError(f"{name} is not JSON")
 
 
-_JSON = json.JSONDecoder(parse_constant=_refuse_constant)
+class DuplicateMember(ValueError):
+    pass
+
+
+def _object(pairs: list[tuple[str, Any]]) -> dict:
+    """Every JSON object, at every level: a name given twice is malformed (section 3).
+
+    Python's default keeps the last value silently, so two receivers that keep the first
+    and the last would act on different messages with one signature.
+    """
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        seen: set[str] = set()
+        name = next(k for k, _ in pairs if k in seen or seen.add(k))
+        raise DuplicateMember(f"duplicate member name {name[:70]!r}")
+    return obj
+
+
+_JSON = json.JSONDecoder(parse_constant=_refuse_constant, object_pairs_hook=_object)
 _dumps = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
 
 SecretLookup = Callable[[str], bytes | str | None]
@@ -226,6 +244,8 @@ def decode(
         raise ProtocolError(Reason.BAD_SIGNATURE, "signature does not match")
     try:
         obj = _JSON.decode(signed.decode("utf-8"))
+    except DuplicateMember as e:
+        raise ProtocolError(Reason.MALFORMED, str(e)) from None
     except (ValueError, RecursionError) as e:
         raise ProtocolError(Reason.MALFORMED, f"not JSON: {str(e)[:80]}") from None
     if type(obj) is not dict:

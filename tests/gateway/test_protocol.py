@@ -386,3 +386,34 @@ def test_encode_validates_what_it_sends():
     with pytest.raises(ProtocolError) as caught:
         encode(command([{**op(1), "kind": "explode"}]), SECRET)
     assert caught.value.reason is Reason.MALFORMED
+
+
+# -- duplicate member names ----------------------------------------------------------------
+
+
+def _signed_text(text: str) -> bytes:
+    signed = text.encode()
+    return signed[:-1] + b',"sig":"' + sign(signed, SECRET).encode() + b'"}'
+
+
+@pytest.mark.parametrize(
+    ("where", "fragment", "twice"),
+    [
+        ("envelope", '"type":"event",', '"type":"event","type":"event",'),
+        ("body", '"body":{"events":', '"body":{"events":[],"events":'),
+        ("item", '"kind":"telemetry"', '"kind":"alarm","kind":"telemetry"'),
+        ("device", '"serial":"SIM-1"', '"serial":"SIM-2","serial":"SIM-1"'),
+        ("data", '"seq":1', '"seq":1,"seq":2'),
+    ],
+)
+def test_a_member_name_given_twice_is_malformed_at_every_level(where, fragment, twice):
+    """Section 3: no duplicate member names. Python's json keeps the last one silently."""
+    msg = Message(MsgType.EVENT, UID, {"events": [event(ts=now_ms(), seq=1)]})
+    text = encode(msg, SECRET).decode()
+    text = text[: text.index(',"sig":')] + "}"
+    assert fragment in text, where
+    payload = _signed_text(text.replace(fragment, twice, 1))
+    with pytest.raises(ProtocolError) as caught:
+        _decode(EVT_TOPIC, payload, guard=ReplayGuard())
+    assert caught.value.reason is Reason.MALFORMED
+    assert "duplicate member name" in caught.value.detail
