@@ -22,7 +22,16 @@ from gateway.config import AgentConfig
 from gateway.drivers import DriverError, OpContext, make_driver
 from gateway.images import ImageCache
 from gateway.outbox import Outbox
-from gateway.protocol import Message, ReplayGuard, decode, encode, new_id, now_ms, topic
+from gateway.protocol import (
+    Message,
+    ReplayGuard,
+    decode,
+    encode,
+    new_id,
+    now_ms,
+    open_params,
+    topic,
+)
 from gateway.store import Store
 
 log = logging.getLogger(__name__)
@@ -198,6 +207,13 @@ class Agent:
         if kind not in self.driver.kinds:
             reason = f"the {self.driver.name} driver cannot {kind}"
             return {**result, "code": ResultCode.UNSUPPORTED.value, "reason": reason}
+        try:
+            # Opened here, in memory only: the store keeps the sealed form, and scrubs
+            # even that once the operation finished (Store.complete).
+            op = {**op, "params": open_params(op, self.uid, self.config.secret)}
+        except ProtocolError as e:
+            reason = _one_line(e.detail) or "bad parameters"
+            return {**result, "code": ResultCode.BAD_PARAMS.value, "reason": reason, "at": now_ms()}
         ctx = OpContext(self.uid, self._reporter(op_id, ProgressPhase.TRANSFER))
         is_image = kind == OpKind.LOAD_IMAGE
         try:

@@ -10,15 +10,23 @@ fixed-length suffix off again, so it never re-serialises (no canonical-JSON rule
 disagree about) and refuses a forgery before parsing it.
 """
 
+import base64
+import functools
 import hashlib
 import hmac
 import json
+import os
 import re
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from gateway.codes import (
     BATCH_KEY,
@@ -42,7 +50,15 @@ from gateway.codes import (
     ResultCode,
 )
 from gateway.replay import ReplayGuard
-from gateway.schema import HEX32_RE, MAX_SAFE_INT, UID_RE, validate_body
+from gateway.schema import (
+    HEX32_RE,
+    MAX_SAFE_INT,
+    SEALED,
+    SECRET_PARAMS,
+    UID_RE,
+    opened_params,
+    validate_body,
+)
 
 __all__ = [
     "BATCH_KEY",
@@ -66,6 +82,8 @@ __all__ = [
     "Reason",
     "ReplayGuard",
     "ResultCode",
+    "SEALED",
+    "SECRET_PARAMS",
     "SecretLookup",
     "batches",
     "check_devices",
@@ -75,7 +93,9 @@ __all__ = [
     "encode_batches",
     "new_id",
     "now_ms",
+    "open_params",
     "parse_topic",
+    "seal_params",
     "shared_subscription",
     "sign",
     "topic",
@@ -263,6 +283,82 @@ def decode(
         replay_guard.check(obj["id"], obj["ts"], now_ms_, windowed=msg_type is not MsgType.STATUS)
     validate_body(msg_type, obj["body"])
     return Message(msg_type, uid, obj["body"], obj["id"], obj["ts"], obj["v"])
+
+
+# -- sealed parameters ----------------------------------------------------------------
+#
+# Access keys and download tokens are encrypted end to end to their gateway: the broker
+# and its other clients see only ``"sealed"``. Key: HKDF-SHA256 of the gateway's secret
+# (salt SEAL_SALT, info SEAL_INFO), 32 bytes, for AES-256-GCM. Associated data: the
+# gateway uid, the operation id and its kind, so a sealed value opens only in the
+# operation it was made for. ``sealed`` is base64url (no padding) of a fresh 12-byte
+# nonce, then the ciphertext with its 16-byte tag; the plaintext is the compact JSON
+# object of the secret members. docs/gateway-protocol.md section 7 has a test vector.
+
+SEAL_SALT = b"fleetgate/v1"
+SEAL_INFO = b"sealed params"
+SEAL_NONCE_BYTES = 12
+
+
+def seal_key(secret: bytes | str) -> bytes:
+    """The AES-256 key for a gateway's sealed parameters, derived from its secret."""
+    hkdf = HKDF(algorithm=hashes.SHA256(), length=32, salt=SEAL_SALT, info=SEAL_INFO)
+    return hkdf.derive(_key(secret))
+
+
+@functools.lru_cache(maxsize=4096)
+def _sealer(secret: bytes) -> AESGCM:
+    """One derivation per secret: a worker seals for many gateways, each many times."""
+    return AESGCM(seal_key(secret))
+
+
+def seal_aad(gateway_uid: str, op_id: str, kind: str) -> bytes:
+    return f"fleetgate/v1/sealed\n{gateway_uid}\n{op_id}\n{kind}".encode()
+
+
+def seal_params(op: dict, gateway_uid: str, secret: bytes | str, *, nonce: bytes | None = None):
+    """``op`` with its secret parameters moved into ``params.sealed`` (others stay readable).
+
+    Returns ``op`` itself when it has nothing secret. ``nonce`` is for test vectors only.
+    """
+    names = SECRET_PARAMS.get(op["kind"])
+    params = op.get("params")
+    if not names or not params or not names & params.keys():
+        return op
+    hidden = {k: params[k] for k in sorted(names & params.keys())}
+    nonce = nonce or os.urandom(SEAL_NONCE_BYTES)
+    box = _sealer(_key(secret)).encrypt(
+        nonce, _dumps(hidden).encode(), seal_aad(gateway_uid, op["op"], op["kind"])
+    )
+    rest = {k: v for k, v in params.items() if k not in names}
+    rest[SEALED] = base64.urlsafe_b64encode(nonce + box).rstrip(b"=").decode()
+    return {**op, "params": rest}
+
+
+def open_params(op: dict, gateway_uid: str, secret: bytes | str) -> dict:
+    """The operation's parameters with ``sealed`` opened and checked, or ProtocolError.
+
+    A value that does not open (another gateway's key, moved from another operation,
+    altered) is MALFORMED; the agent answers that operation ``bad_params``.
+    """
+    params = dict(op.get("params") or {})
+    sealed = params.pop(SEALED, None)
+    if sealed is not None:
+        aad = seal_aad(gateway_uid, op["op"], op["kind"])
+        try:
+            raw = base64.urlsafe_b64decode(sealed + "=" * (-len(sealed) % 4))
+            nonce, box = raw[:SEAL_NONCE_BYTES], raw[SEAL_NONCE_BYTES:]
+            hidden = _JSON.decode(_sealer(_key(secret)).decrypt(nonce, box, aad).decode())
+        except (InvalidTag, ValueError):
+            raise ProtocolError(
+                Reason.MALFORMED, "params.sealed: does not open for this gateway and operation"
+            ) from None
+        names = SECRET_PARAMS.get(op["kind"], frozenset())
+        if type(hidden) is not dict or not hidden.keys() <= names or hidden.keys() & params.keys():
+            raise ProtocolError(Reason.MALFORMED, "params.sealed: holds unexpected members")
+        params.update(hidden)
+    opened_params(op["kind"], params)
+    return params
 
 
 # -- batching -----------------------------------------------------------------------
