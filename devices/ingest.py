@@ -20,8 +20,15 @@ from django.utils import timezone
 
 from devices import lifecycle
 from devices.choices import STATE_COLOURS, DeviceState, Protocol
-from devices.models import Device, DeviceEvent, DeviceType, Gateway
-from gateway.protocol import Message, MsgType, ProtocolError, Reason, check_devices
+from devices.models import Device, DeviceEvent, DeviceType, Gateway, Operation
+from gateway.protocol import (
+    Message,
+    MsgType,
+    Reason,
+    device_refs,
+    drop_foreign,
+    item_devices,
+)
 
 log = logging.getLogger(__name__)
 
@@ -150,72 +157,119 @@ def _chunks(items: list, size: int = CHUNK):
 
 
 class _DeviceIndex:
-    """The batch's devices, looked up by set: a few queries whatever the batch size."""
+    """The batch's devices, looked up by set: a few queries whatever the batch size.
+
+    Device identity is per organization: a serial number or a hardware id names a
+    device of the speaking gateway's organization, never one of another tenant.
+    """
 
     FIELDS = ("id", "organization_id", "serial_number", "hardware_id", "gateway_id", "state")
 
-    def __init__(self, wanted: dict[int, set[str]], hardware_ids: set[str]):
+    def __init__(self, serials: dict[int, set[str]], hardware_ids: dict[int, set[str]]):
         self.by_serial: dict[tuple[int, str], dict] = {}
-        self.by_hardware: dict[str, dict] = {}
-        for org_id, serials in wanted.items():
-            for chunk in _chunks(sorted(serials)):
+        self.by_hardware: dict[tuple[int, str], dict] = {}
+        for org_id, wanted in serials.items():
+            for chunk in _chunks(sorted(wanted)):
                 rows = Device.objects.filter(organization_id=org_id, serial_number__in=chunk)
                 for row in rows.values(*self.FIELDS):
                     self.add(row)
-        missing = [h for h in hardware_ids if h not in self.by_hardware]
-        for chunk in _chunks(sorted(missing)):
-            for row in Device.objects.filter(hardware_id__in=chunk).values(*self.FIELDS):
-                self.by_hardware[row["hardware_id"]] = row
+        for org_id, wanted in hardware_ids.items():
+            missing = sorted(h for h in wanted if (org_id, h) not in self.by_hardware)
+            for chunk in _chunks(missing):
+                rows = Device.objects.filter(organization_id=org_id, hardware_id__in=chunk)
+                for row in rows.values(*self.FIELDS):
+                    self.by_hardware[(org_id, row["hardware_id"])] = row
 
     def add(self, row: dict) -> None:
         self.by_serial[(row["organization_id"], row["serial_number"])] = row
         if row["hardware_id"]:
-            self.by_hardware[row["hardware_id"]] = row
+            self.by_hardware[(row["organization_id"], row["hardware_id"])] = row
 
-    def owner_rule(self, gateway: GatewayRef):
-        """The bridge's ``owns`` rule: unknown, or this gateway's (or nobody's) device."""
+    def hardware_taken(self, organization_id: int, hardware_id: str | None) -> bool:
+        return bool(hardware_id) and (organization_id, hardware_id) in self.by_hardware
 
-        def owns(ref: dict) -> bool:
-            row = self.by_serial.get((gateway.organization_id, ref["serial"]))
-            if row is not None and row["gateway_id"] not in (None, gateway.id):
-                return False
-            hardware_id = Device.normalise_hardware_id(ref.get("hardware_id"))
-            other = self.by_hardware.get(hardware_id) if hardware_id else None
-            return other is None or (
-                other["organization_id"] == gateway.organization_id
-                and other["serial_number"] == ref["serial"]
-            )
+    def owns_device(self, gateway: GatewayRef, ref: dict) -> bool:
+        """Unknown, or bound to this gateway (or to none) in its organization; a hardware
+        id already another device's, or one bound to another gateway, is not its to use."""
+        mine = (None, gateway.id)
+        row = self.by_serial.get((gateway.organization_id, ref["serial"]))
+        if row is not None and row["gateway_id"] not in mine:
+            return False
+        hardware_id = Device.normalise_hardware_id(ref.get("hardware_id"))
+        other = self.by_hardware.get((gateway.organization_id, hardware_id))
+        return other is None or (
+            other["serial_number"] == ref["serial"] and other["gateway_id"] in mine
+        )
 
-        return owns
+
+def _operation_gateways(messages: list[tuple[GatewayRef, Message]]) -> dict[str, int | None]:
+    """Wire operation id -> the gateway its operation was sent to (results, progress).
+
+    Ids the portal did not make, or whose operation is gone, are left out: nobody's.
+    """
+    from devices.operations import parse_wire_id  # operations imports this module
+
+    op_ids: dict = defaultdict(set)  # operation uid -> the wire ids naming it
+    for _gateway, msg in messages:
+        if msg.type in (MsgType.RESULT, MsgType.PROGRESS):
+            for item in msg.items:
+                if parsed := parse_wire_id(item["op"]):
+                    op_ids[parsed[0]].add(item["op"])
+    sent_to: dict[str, int | None] = {}
+    for chunk in _chunks(list(op_ids)):
+        rows = Operation.objects.filter(uid__in=chunk).values_list("uid", "gateway_id")
+        for uid, gateway_id in rows:
+            sent_to.update(dict.fromkeys(op_ids[uid], gateway_id))
+    return sent_to
+
+
+def owner_rule(index: _DeviceIndex, sent_to: dict[str, int | None], gateway: GatewayRef):
+    """The bridge's ``foreign_device`` rule for one gateway's batch items."""
+
+    def owns(item_type: MsgType):
+        def check(item: dict) -> bool:
+            if "op" in item and sent_to.get(item["op"], gateway.id) != gateway.id:
+                return False  # a result for an operation sent to another gateway
+            return all(index.owns_device(gateway, ref) for ref in item_devices(item_type, item))
+
+        return check
+
+    return owns
 
 
 def _wanted(messages: list[tuple[GatewayRef, Message]]):
     serials: dict[int, set[str]] = defaultdict(set)
-    hardware_ids: set[str] = set()
+    hardware_ids: dict[int, set[str]] = defaultdict(set)
     for gateway, msg in messages:
-        if msg.type in (MsgType.DISCOVERY, MsgType.EVENT):
-            refs = msg.items if msg.type is MsgType.DISCOVERY else [e["device"] for e in msg.items]
-            for ref in refs:
-                serials[gateway.organization_id].add(ref["serial"])
-                if hardware_id := Device.normalise_hardware_id(ref.get("hardware_id")):
-                    hardware_ids.add(hardware_id)
+        for ref in device_refs(msg):
+            serials[gateway.organization_id].add(ref["serial"])
+            if hardware_id := Device.normalise_hardware_id(ref.get("hardware_id")):
+                hardware_ids[gateway.organization_id].add(hardware_id)
     return serials, hardware_ids
 
 
 def ingest(messages: list[tuple[GatewayRef, Message]], now: datetime | None = None) -> Outcome:
-    """Write one batch of authenticated messages; refuse (and count) foreign ones."""
+    """Write one batch of authenticated messages; drop (and count) foreign items."""
     now = now or timezone.now()
     outcome = Outcome()
     index = _DeviceIndex(*_wanted(messages))
+    sent_to = _operation_gateways(messages)
     accepted: list[tuple[GatewayRef, Message]] = []
     for gateway, msg in messages:
-        try:
-            check_devices(msg, index.owner_rule(gateway))
-        except ProtocolError as exc:
-            outcome.rejected[exc.reason] += 1
-            log.warning("Refused %s from gateway %s: %s", msg.type, gateway.uid, exc)
-            continue
-        accepted.append((gateway, msg))
+        kept, dropped = drop_foreign(msg, owner_rule(index, sent_to, gateway)(msg.type))
+        if dropped:
+            outcome.rejected[Reason.FOREIGN_DEVICE] += len(dropped)
+            log.warning(
+                "Dropped %d of the %d items of a %s from gateway %s: they name devices or"
+                " operations that are not this gateway's (first: %s)",
+                len(dropped),
+                len(msg.items),
+                msg.type.value,
+                gateway.uid,
+                _describe(msg.type, dropped[0]),
+            )
+        if kept is not None:
+            accepted.append((gateway, kept))
     outcome.accepted = len(accepted)
     if not accepted:
         return outcome
@@ -234,6 +288,15 @@ def ingest(messages: list[tuple[GatewayRef, Message]], now: datetime | None = No
         for handler in HELLO_HANDLERS if hellos else ():
             handler(hellos, now)
     return outcome
+
+
+def _describe(msg_type: MsgType, item: dict) -> str:
+    refs = item_devices(msg_type, item)
+    if refs:
+        return f"device {refs[0]['serial']!r}" + (
+            f" ({refs[0]['hardware_id']})" if refs[0].get("hardware_id") else ""
+        )
+    return f"operation {item.get('op')!r}"
 
 
 def _gateways(accepted, now, changes: Changes) -> None:
@@ -310,7 +373,7 @@ def _discoveries(accepted, index: _DeviceIndex, now, changes: Changes) -> None:
         if row is None:
             if key not in new:
                 hardware_id = Device.normalise_hardware_id(info.get("hardware_id"))
-                if hardware_id in index.by_hardware:
+                if index.hardware_taken(gateway.organization_id, hardware_id):
                     hardware_id = None  # never steal another record's MAC/UID
                 new[key] = Device(
                     organization_id=gateway.organization_id,

@@ -148,7 +148,11 @@ class Device(models.Model):
             models.UniqueConstraint(
                 fields=["organization", "serial_number"], name="device_unique_serial_per_org"
             ),
-            models.UniqueConstraint(fields=["hardware_id"], name="device_unique_hardware_id"),
+            # Identity is per organization: another tenant's gateway cannot claim a MAC
+            # or UID first and have this organization's batches refused.
+            models.UniqueConstraint(
+                fields=["organization", "hardware_id"], name="device_unique_hardware_id_per_org"
+            ),
         ]
         # The Devices widget's sorts and filters, each ending in id (its tiebreaker) so
         # PostgreSQL can read a deep page off the index instead of sorting 100,000 rows.
@@ -156,7 +160,6 @@ class Device(models.Model):
             models.Index(fields=["organization", "serial_number", "id"]),
             models.Index(fields=["organization", "state", "serial_number", "id"]),
             models.Index(fields=["organization", "name", "id"]),
-            models.Index(fields=["organization", "hardware_id"]),
             models.Index(fields=["organization", "device_type", "serial_number", "id"]),
             models.Index(fields=["organization", "gateway", "serial_number", "id"]),
             models.Index(fields=["organization", "updated_at", "id"]),

@@ -86,11 +86,12 @@ __all__ = [
     "SECRET_PARAMS",
     "SecretLookup",
     "batches",
-    "check_devices",
     "decode",
     "device_refs",
+    "drop_foreign",
     "encode",
     "encode_batches",
+    "item_devices",
     "new_id",
     "now_ms",
     "open_params",
@@ -407,24 +408,39 @@ def encode_batches(
 # -- devices a message speaks for -----------------------------------------------------
 
 
-def device_refs(msg: Message) -> list[dict]:
-    """Every device a message names (``serial`` and, when given, ``hardware_id``)."""
-    t = msg.type
-    if t is MsgType.DISCOVERY:
-        return list(msg.body["devices"])
-    if t in (MsgType.EVENT, MsgType.COMMAND):
-        return [item["device"] for item in msg.items]
-    if t is MsgType.RESULT:
-        return [item["device"] for item in msg.body["results"] if "device" in item]
+def item_devices(msg_type: MsgType, item: dict) -> list[dict]:
+    """The devices one batch item names (``serial`` and, when given, ``hardware_id``)."""
+    if msg_type is MsgType.DISCOVERY:
+        return [item]
+    if msg_type in (MsgType.EVENT, MsgType.COMMAND) or "device" in item:
+        return [item["device"]]
     return []
 
 
-def check_devices(msg: Message, owns: Callable[[dict], bool]) -> None:
-    """Raise FOREIGN_DEVICE when the gateway speaks for a device that is not its own.
+def device_refs(msg: Message) -> list[dict]:
+    """Every device a message names."""
+    if msg.type not in BATCH_KEY:
+        return []
+    return [ref for item in msg.items for ref in item_devices(msg.type, item)]
 
-    ``owns(ref)`` is the receiver's rule (the bridge: the device is unknown, or belongs
-    to this gateway and its organization).
+
+def drop_foreign(msg: Message, owns: Callable[[dict], bool]) -> tuple[Message | None, list[dict]]:
+    """Split a batch into what its gateway may speak for and the items it may not.
+
+    ``owns(item)`` is the receiver's rule (the bridge: every device the item names is
+    bound to this gateway or to none in its organization, and a result or progress item
+    belongs to an operation sent to this gateway). Returns the message with the items
+    kept (None when none are) and the dropped items, which the receiver counts as
+    FOREIGN_DEVICE: one gateway's bad item never costs the rest of its batch.
     """
-    for ref in device_refs(msg):
-        if not owns(ref):
-            raise ProtocolError(Reason.FOREIGN_DEVICE, f"device {ref.get('serial')!r}")
+    if msg.type not in BATCH_KEY:
+        return msg, []
+    kept, dropped = [], []
+    for item in msg.items:
+        (kept if owns(item) else dropped).append(item)
+    if not dropped:
+        return msg, []
+    if not kept:
+        return None, dropped
+    body = {**msg.body, BATCH_KEY[msg.type]: kept}
+    return Message(msg.type, msg.gw, body, msg.id, msg.ts, msg.v), dropped

@@ -16,9 +16,9 @@ from gateway.protocol import (
     Reason,
     ReplayGuard,
     batches,
-    check_devices,
     decode,
     device_refs,
+    drop_foreign,
     encode,
     encode_batches,
     now_ms,
@@ -276,17 +276,20 @@ def test_unsupported_version():
     assert _reason("fleetgate/v2/gw/x/cmd", b"{}") is Reason.UNSUPPORTED_VERSION
 
 
-def test_foreign_device():
+def test_foreign_items_are_dropped_and_the_rest_kept():
     msg = Message(
         MsgType.RESULT,
         UID,
         {"results": [result(1, device={"serial": "MINE"}), result(2, device={"serial": "THEIRS"})]},
     )
     assert [r["serial"] for r in device_refs(msg)] == ["MINE", "THEIRS"]
-    check_devices(msg, lambda ref: True)
-    with pytest.raises(ProtocolError) as caught:
-        check_devices(msg, lambda ref: ref["serial"] == "MINE")
-    assert caught.value.reason is Reason.FOREIGN_DEVICE
+    assert drop_foreign(msg, lambda item: True) == (msg, [])
+    kept, dropped = drop_foreign(msg, lambda item: item["device"]["serial"] == "MINE")
+    assert [r["op"] for r in kept.items] == ["op-1"] and (kept.id, kept.ts) == (msg.id, msg.ts)
+    assert [r["op"] for r in dropped] == ["op-2"]
+    assert drop_foreign(msg, lambda item: False)[0] is None
+    hello = Message(MsgType.STATUS, UID, {"state": "online", "session": "a" * 32, "will": False})
+    assert drop_foreign(hello, lambda item: False) == (hello, [])
 
 
 @pytest.mark.parametrize(
