@@ -186,6 +186,19 @@ class Device(models.Model):
         ):
             raise ValidationError({"gateway": "This gateway belongs to another organization."})
 
+    def validate_constraints(self, exclude=None):
+        # The per-organization uniqueness, said of the field people typed.
+        hardware_id = self.normalise_hardware_id(self.hardware_id)
+        if hardware_id and self.organization_id and "hardware_id" not in (exclude or ()):
+            clash = Device.objects.filter(
+                organization_id=self.organization_id, hardware_id=hardware_id
+            ).exclude(pk=self.pk)
+            if clash.exists():
+                raise ValidationError(
+                    {"hardware_id": "Another device of this organization has this MAC or UID."}
+                )
+        super().validate_constraints(exclude=exclude)
+
     @property
     def state_colour(self) -> str:
         return STATE_COLOURS[DeviceState(self.state)]
