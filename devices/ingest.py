@@ -16,12 +16,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from django.db import DEFAULT_DB_ALIAS, connections, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from devices import lifecycle
 from devices.choices import STATE_COLOURS, DeviceState, Protocol
 from devices.models import Device, DeviceEvent, DeviceType, Gateway, Operation
 from gateway.protocol import (
+    GatewayStatus,
     Message,
     MsgType,
     Reason,
@@ -299,49 +301,49 @@ def _describe(msg_type: MsgType, item: dict) -> str:
     return f"operation {item.get('op')!r}"
 
 
-def _gateways(accepted, now, changes: Changes) -> None:
-    """Online/offline and last seen: any message but an offline status means online.
+HELLO_INFO = ("agent", "driver", "devices", "kinds", "link", "detail", "session")
 
-    A last will is signed when its gateway connects, so it may arrive after that
-    gateway has already reconnected: a will of an older session than the one the
-    gateway's latest hello announced is ignored.
+
+def _gateways(accepted, now, changes: Changes) -> None:
+    """Last seen for every gateway that spoke; online/offline from what says so, in order.
+
+    A status or hello is applied only if its signed ``ts`` is newer than the last one
+    applied (``Gateway.status_ts``, a conditional UPDATE): an old status — retained,
+    replayed, or reaching another bridge late — never overrides a newer one, whichever
+    bridge applies what first. A last will is the exception: it is signed before the
+    connection it guards, so it is always older than that connection's online status;
+    it applies when its ``session`` is the gateway's current one (the session of the
+    status or hello applied last), and a will of a connection already replaced never
+    does. Events, discoveries and results change ``last_seen`` only.
     """
-    online: dict[int, bool] = {}
-    hellos: dict[int, dict] = {}
-    refs: dict[int, GatewayRef] = {}
-    wills = [(g, m) for g, m in accepted if m.type is MsgType.STATUS and m.body["will"]]
-    sessions = {}
-    if wills:
-        rows = Gateway.objects.filter(pk__in={g.id for g, _ in wills}).values_list(
-            "id", "agent_info"
+    refs = {gateway.id: gateway for gateway, _msg in accepted}
+    for chunk in _chunks(sorted(refs)):
+        Gateway.objects.filter(pk__in=chunk).update(last_seen=now)
+    said = [(g, m) for g, m in accepted if m.type in (MsgType.STATUS, MsgType.HELLO)]
+    for gateway, msg in sorted(said, key=lambda pair: pair[1].ts):
+        body, row = msg.body, Gateway.objects.filter(pk=gateway.id)
+        if msg.type is MsgType.STATUS and body["will"]:
+            row.filter(session=body["session"]).update(is_online=False)
+            continue
+        newer = (
+            Q(status_ts__isnull=True)
+            | Q(status_ts__lt=msg.ts)
+            | Q(status_ts=msg.ts, session=body["session"])  # a hello right behind its status
         )
-        sessions = {gid: (info or {}).get("session") for gid, info in rows}
-    for gateway, msg in accepted:
-        refs[gateway.id] = gateway
+        fields = {"status_ts": msg.ts, "session": body["session"]}
         if msg.type is MsgType.HELLO:
-            hellos[gateway.id] = msg.body
-            sessions[gateway.id] = msg.body["session"]
-        if msg.type is MsgType.STATUS:
-            current = sessions.get(gateway.id)
-            if msg.body["will"] and current and msg.body["session"] != current:
-                continue  # the will of a connection that has already been replaced
-            online[gateway.id] = msg.body["state"] == "online"
+            fields.update(is_online=True, agent_info={k: body[k] for k in HELLO_INFO if k in body})
         else:
-            online[gateway.id] = True
-    for state in (True, False):
-        ids = [gid for gid, is_online in online.items() if is_online is state]
-        if ids:
-            Gateway.objects.filter(pk__in=ids).update(is_online=state, last_seen=now)
-    for gateway_id, body in hellos.items():
-        keys = ("agent", "driver", "devices", "kinds", "link", "detail", "session")
-        info = {k: body[k] for k in keys if k in body}
-        Gateway.objects.filter(pk=gateway_id).update(agent_info=info)
-    for gateway_id, is_online in online.items():
-        ref = refs[gateway_id]
+            fields["is_online"] = body["state"] == GatewayStatus.ONLINE
+        row.filter(newer).update(**fields)
+    online = {}
+    for chunk in _chunks(sorted(refs)):
+        online.update(Gateway.objects.filter(pk__in=chunk).values_list("id", "is_online"))
+    for gateway_id, ref in refs.items():
         changes.gateways[ref.organization_id][gateway_id] = {
             "id": gateway_id,
             "uid": ref.uid,
-            "online": is_online,
+            "online": online.get(gateway_id, False),
             "last_seen": now.isoformat(),
         }
 

@@ -70,6 +70,12 @@ class Gateway(models.Model):
     agent_info = models.JSONField(
         default=dict, blank=True, help_text="What the agent said in its last hello."
     )
+    # The link's state is applied in the order the gateway signed it, whichever bridge
+    # sees what first: ts of the newest status (or hello) applied, and its session.
+    status_ts = models.BigIntegerField(
+        null=True, blank=True, editable=False, help_text="ms since the epoch, as signed."
+    )
+    session = models.CharField(max_length=32, blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
 
     objects = OrganizationQuerySet.as_manager()

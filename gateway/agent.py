@@ -51,7 +51,7 @@ class Agent:
     def __init__(self, config: AgentConfig):
         self.config = config
         self.uid = config.gateway_uid
-        self.session = new_id()  # one per process start; the will names it
+        self.session = new_id()  # one per connection; the will and the statuses name it
         config.state_dir.mkdir(parents=True, exist_ok=True)
         self.store = Store(config.state_dir / "agent.sqlite3")
         self.driver = make_driver(config.driver, self.uid, config.driver_options, self.store)
@@ -78,7 +78,7 @@ class Agent:
             protocol=mqtt.MQTTv311,
         )
         self.config.broker.configure(c, username=self.uid, password=self.config.broker_password)
-        self._arm_will(c)
+        c.on_pre_connect = self._on_pre_connect  # arms the will for each connection
         c.reconnect_delay_set(self.config.reconnect_min_s, self.config.reconnect_max_s)
         c.max_inflight_messages_set(self.config.max_inflight)
         c.suppress_exceptions = True  # a bug in a callback is logged, never kills the thread
@@ -89,13 +89,20 @@ class Agent:
         c.on_publish = self._on_publish
         return c
 
-    def _arm_will(self, client: mqtt.Client) -> None:
-        """The offline status the broker publishes if this connection dies."""
+    def _on_pre_connect(self, client, userdata) -> None:
+        """Before every connection attempt (paho's thread): a new session, and the offline
+        status the broker publishes if this connection dies, naming it.
+
+        A session per connection, not per program start: the portal applies a will only
+        while its session is the current one, so the will of a dropped connection that
+        reaches it after the gateway reconnected can never mark it offline.
+        """
+        self.session = new_id()
         will = self._status(GatewayStatus.OFFLINE, will=True)
         client.will_set(topic(self.uid, MsgType.STATUS), will, qos=1, retain=True)
 
-    def _status(self, state: GatewayStatus, *, will: bool = False) -> bytes:
-        body = {"state": state.value, "session": self.session, "will": will}
+    def _status(self, state: GatewayStatus, *, will: bool = False, session: str = "") -> bytes:
+        body = {"state": state.value, "session": session or self.session, "will": will}
         return encode(Message(MsgType.STATUS, self.uid, body), self.config.secret)
 
     def _on_connect(self, client, userdata, flags, reason_code, properties=None):
@@ -106,9 +113,8 @@ class Agent:
         with contextlib.suppress(OSError, AttributeError):
             client.socket().setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         dropped = [m.mid for m in client.drop_out_messages()]  # re-signed by the outbox
-        self._arm_will(client)  # for the next connection: a will id is used only once
         client.subscribe(topic(self.uid, MsgType.COMMAND), qos=1)
-        self.loop.call_soon_threadsafe(self._connected, dropped)
+        self.loop.call_soon_threadsafe(self._connected, dropped, self.session)
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties=None):
         self.loop.call_soon_threadsafe(self._disconnected)
@@ -137,12 +143,11 @@ class Agent:
 
     # -- on the loop --------------------------------------------------------------------
 
-    def _connected(self, dropped_mids: list[int]) -> None:
+    def _connected(self, dropped_mids: list[int], session: str) -> None:
         log.info("%s: connected to %s", self.uid, self.config.broker_url)
-        self.client.publish(
-            topic(self.uid, MsgType.STATUS), self._status(GatewayStatus.ONLINE), qos=1, retain=True
-        )
-        self.client.publish(topic(self.uid, MsgType.HELLO), self._hello(), qos=1)
+        online = self._status(GatewayStatus.ONLINE, session=session)
+        self.client.publish(topic(self.uid, MsgType.STATUS), online, qos=1, retain=True)
+        self.client.publish(topic(self.uid, MsgType.HELLO), self._hello(session), qos=1)
         self.outbox.reconnected(dropped_mids)
         self.connected.set()
         self._spawn(self._announce_devices())
@@ -153,11 +158,11 @@ class Agent:
         self.connected.clear()
         self.outbox.disconnected()
 
-    def _hello(self) -> bytes:
+    def _hello(self, session: str) -> bytes:
         body = {
             "agent": f"fleetgate-gateway/{__version__}",
             "driver": self.driver.name,
-            "session": self.session,
+            "session": session,
             "devices": self.driver.device_count(),
             "kinds": sorted(k.value for k in self.driver.kinds),
             "link": self.driver.link_state.value,
