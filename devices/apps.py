@@ -19,6 +19,15 @@ class DevicesConfig(AppConfig):
             )
         )
 
+        # A new, rotated or deleted gateway: bridges forget it, broker accounts follow.
+        from django.db.models.signals import post_delete, post_save
+
+        from devices import gateway_changes
+        from devices.models import Gateway
+
+        post_save.connect(gateway_changes.on_save, Gateway, dispatch_uid="gateway-changed")
+        post_delete.connect(gateway_changes.on_delete, Gateway, dispatch_uid="gateway-deleted")
+
         if operations.complete not in RESULT_HANDLERS:
             RESULT_HANDLERS.append(operations.complete)
         if unenrollment.gateways_back not in HELLO_HANDLERS:

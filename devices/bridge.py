@@ -24,6 +24,7 @@ import redis
 from django.conf import settings
 from django.db import close_old_connections, connection
 
+from devices.gateway_changes import Subscriber
 from devices.ingest import Changes, GatewayDirectory, ingest
 from devices.mqtt import make_client, set_nodelay
 from gateway.protocol import (
@@ -66,6 +67,8 @@ class Bridge:
         self.stopping = threading.Event()
         self.connected = threading.Event()
         self.publisher = BackgroundPublisher() if publish_live else None
+        # Rotated secrets and deleted gateways stop working at once, not at the cache's TTL.
+        self.gateway_changes = Subscriber(self._gateway_changed, self.directory.expire)
         self._redis = None
         self.client = make_client(self.client_id, clean_session=False, manual_ack=True, url=url)
         self.client.on_connect = self._on_connect
@@ -89,6 +92,10 @@ class Bridge:
         if not self.stopping.is_set():
             log.warning("Bridge lost the broker (%s); reconnecting", reason_code)
 
+    def _gateway_changed(self, uid: str) -> None:
+        self.directory.forget(uid)
+        self._count(Counter(gateway_changes=1))
+
     def _on_message(self, client, userdata, message):
         # Blocks when a writer falls far behind: TCP back-pressure, not memory growth.
         inbox = self.results_inbox if message.topic.endswith(RESULTS_SUFFIX) else self.inbox
@@ -100,6 +107,7 @@ class Bridge:
         """Run until ``stop()`` (or for ``duration`` seconds)."""
         deadline = time.monotonic() + duration if duration else None
         self.directory.refresh()
+        self.gateway_changes.start()
         results = threading.Thread(target=self._write_results, name="bridge-results", daemon=True)
         results.start()
         self.client.loop_start()
@@ -116,6 +124,7 @@ class Bridge:
                     last_stats = time.monotonic()
         finally:
             self.stopping.set()
+            self.gateway_changes.stop()
             results.join(30)
             self.client.disconnect()
             self.client.loop_stop()

@@ -50,12 +50,14 @@ class GatewayRef:
 class GatewayDirectory:
     """Gateway uid → id, organization and secret, cached for the bridge's hot path.
 
-    Refreshed whole every ``ttl`` seconds (picks up new gateways and rotated secrets),
-    and for a single unknown uid at most once per ``miss_ttl`` seconds, so a flood
-    from an unknown gateway cannot turn into a flood of queries.
+    A changed gateway (secret rotated, deleted, added) is forgotten at once when the
+    bridge hears of it (``devices.gateway_changes``); as the fallback for a missed
+    notice the whole directory is reloaded every ``ttl`` seconds. A single unknown uid
+    is looked up at most once per ``miss_ttl`` seconds, so a flood from an unknown
+    gateway cannot turn into a flood of queries.
     """
 
-    def __init__(self, ttl: float = 30.0, miss_ttl: float = 5.0):
+    def __init__(self, ttl: float = 10.0, miss_ttl: float = 5.0):
         self.ttl, self.miss_ttl = ttl, miss_ttl
         self._by_uid: dict[str, GatewayRef] = {}
         self._loaded_at = 0.0
@@ -76,7 +78,7 @@ class GatewayDirectory:
         if now - self._loaded_at > self.ttl:
             self.refresh()
         ref = self._by_uid.get(uid)
-        if ref is None and now - self._misses.get(uid, 0.0) > self.miss_ttl:
+        if ref is None and now - self._misses.get(uid, -self.miss_ttl) >= self.miss_ttl:
             gateway = Gateway.objects.only("id", "uid", "organization_id", "secret")
             gateway = gateway.filter(uid=uid).first()
             with self._lock:
@@ -92,8 +94,15 @@ class GatewayDirectory:
         return ref.secret if ref and ref.secret else None
 
     def forget(self, uid: str) -> None:
+        """Look ``uid`` up in the database next time (its secret or existence changed)."""
         with self._lock:
             self._by_uid.pop(uid, None)
+            self._misses.pop(uid, None)
+
+    def expire(self) -> None:
+        """Reload everything at the next lookup (changes may have been missed)."""
+        with self._lock:
+            self._loaded_at = 0.0
 
 
 # Results and progress belong to operations (provisioning, enrollment, images): the apps
