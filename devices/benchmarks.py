@@ -30,7 +30,7 @@ from django.utils import timezone
 
 from devices.bridge import STATS_KEY
 from devices.models import Gateway
-from devices.mqtt import broker
+from devices.mqtt import broker_url
 from devices.mqtt_floors import clean_client
 from portal.models import Membership, Organization
 from portal.tenancy import SESSION_KEY
@@ -394,7 +394,7 @@ class Harness:
     def _forget_session(self, client_id: str) -> None:
         """The bridge's session is persistent; a clean connect with its id removes it from the
         broker, which would otherwise queue every gateway's messages for it forever."""
-        address = broker(self.broker)
+        address = broker_url(self.broker)
         c = clean_client(self.broker, client_id)
         with contextlib.suppress(OSError):
             c.connect(address.host, address.port)

@@ -30,15 +30,22 @@ IDENTITY_FIELDS = {"uid", "secret", "organization", "broker_password_hash"}
 
 def changed(uid: str) -> None:
     """Announce (after commit) that ``uid``'s secret, password or existence changed."""
-    transaction.on_commit(lambda: _announce(uid), robust=True)
+    changed_many([uid])
 
 
-def _announce(uid: str) -> None:
+def changed_many(uids: list[str]) -> None:
+    transaction.on_commit(lambda: _announce(uids), robust=True)
+
+
+def _announce(uids: list[str]) -> None:
     try:
         conn = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=2)
-        conn.publish(CHANNEL, uid)
+        with conn.pipeline(transaction=False) as pipe:
+            for uid in uids:
+                pipe.publish(CHANNEL, uid)
+            pipe.execute()
     except redis.RedisError as exc:  # the bridges' cache expires on its own
-        log.warning("Could not tell the bridges that gateway %s changed: %s", uid, exc)
+        log.warning("Could not tell the bridges that gateways %s changed: %s", uids[:5], exc)
     out_dir = settings.BROKER_CONFIG_DIR
     if out_dir:
         from devices import broker

@@ -67,6 +67,13 @@ class Gateway(models.Model):
     last_seen = models.DateTimeField(null=True, blank=True)
     secret = EncryptedTextField(help_text="Signs every message of the gateway link (HMAC-SHA256).")
     secret_rotated_at = models.DateTimeField(null=True, blank=True)
+    broker_password_hash = models.CharField(
+        max_length=255,
+        blank=True,
+        editable=False,
+        help_text="PBKDF2 hash of the gateway's broker login (devices.broker); the password "
+        "itself is shown once.",
+    )
     agent_info = models.JSONField(
         default=dict, blank=True, help_text="What the agent said in its last hello."
     )

@@ -12,7 +12,7 @@ from django.conf import settings
 from gateway.brokerurl import BrokerURL, parse_broker_url
 
 
-def broker(url: str | None = None) -> BrokerURL:
+def broker_url(url: str | None = None) -> BrokerURL:
     """``url`` (default ``settings.MQTT_URL``) parsed; raises ``BrokerURLError`` (a ValueError)."""
     return parse_broker_url(url or settings.MQTT_URL)
 
@@ -40,7 +40,7 @@ def new_client(
         protocol=mqtt.MQTTv311,
         manual_ack=manual_ack,
     )
-    broker(url).configure(client)
+    broker_url(url).configure(client)
     client.max_inflight_messages_set(inflight)  # paho scans every in-flight message per ack
     return client
 
@@ -55,7 +55,7 @@ def make_client(
 ) -> mqtt.Client:
     """A client with its broker address set; ``loop_start()``/``loop_forever()`` connect it
     and reconnect it by themselves after a broker restart."""
-    address = broker(url)
+    address = broker_url(url)
     client = new_client(client_id, clean_session=clean_session, manual_ack=manual_ack, url=url)
     client.reconnect_delay_set(min_delay=1, max_delay=10)
     client.connect_async(address.host, address.port, keepalive=keepalive)

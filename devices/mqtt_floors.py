@@ -11,7 +11,7 @@ import uuid
 import paho.mqtt.client as mqtt
 from django.core.management.base import CommandError
 
-from devices.mqtt import broker, new_client, set_nodelay
+from devices.mqtt import broker_url, new_client, set_nodelay
 
 
 def clean_client(url: str, client_id: str, inflight: int | None = None) -> mqtt.Client:
@@ -36,7 +36,7 @@ def _rate(send, slots, counter: list[int], seconds: float) -> float:
 
 def mqtt_floor(url: str, seconds: float, payload_bytes: int = 512, inflight: int = 100) -> float:
     """Messages/s from one paho publisher to one paho subscriber, QoS 1 both legs."""
-    address = broker(url)
+    address = broker_url(url)
     tag = uuid.uuid4().hex[:12]
     topic = f"fleetgate-bench/floor/{tag}"
     received = [0]
@@ -81,7 +81,7 @@ def mqtt_roundtrip_floor(url: str, seconds: float, payload_bytes: int = 512, inf
     its message callback; the requester counts replies. The ceiling a portal–gateway
     pair reaches with no work behind it: one message each way per round trip.
     """
-    address = broker(url)
+    address = broker_url(url)
     tag = uuid.uuid4().hex[:12]
     ask, answer = f"fleetgate-bench/rt/{tag}/cmd", f"fleetgate-bench/rt/{tag}/res"
     replies = [0]

@@ -167,9 +167,9 @@ class Message:
 # -- topics -------------------------------------------------------------------------
 
 
-def topic(gateway_uid: str, channel: Channel | MsgType) -> str:
-    if isinstance(channel, MsgType):
-        channel = CHANNEL_OF[channel]
+def topic(gateway_uid: str, channel: Channel | MsgType | str) -> str:
+    """``channel``: a Channel (or its name), or a message type (its channel)."""
+    channel = CHANNEL_OF[channel] if isinstance(channel, MsgType) else Channel(channel)
     return f"{TOPIC_ROOT}/{gateway_uid}/{channel.value}"
 
 

@@ -10,8 +10,8 @@ PASSWORD="${FLEETGATE_DEMO_PASSWORD:-fleetgate-demo}"
 
 ensure_venv
 ensure_redis
-ensure_mosquitto
-"$PY" manage.py preflight --require redis,mqtt
+ensure_mosquitto_installed
+"$PY" manage.py preflight --require redis
 say "Migrating the database"
 "$PY" manage.py migrate --no-input -v0
 say "Seeding the demo organization"
@@ -28,7 +28,12 @@ start() {  # start NAME COMMAND...: run in the background, log to var/log/NAME.l
 stop_all() { kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; }
 trap stop_all EXIT INT TERM
 
-"$PY" manage.py gateway_secrets --organization demo --out var/sim-secrets.json
+# The demo's own broker with accounts: each simulated gateway gets a broker password.
+"$PY" manage.py gateway_secrets --organization demo --out var/sim-secrets.json --broker-passwords
+demo_broker_config
+start mosquitto "$MOSQUITTO" -c var/mosquitto/mosquitto.conf
+wait_port "$DEMO_MQTT_PORT" "The demo's Mosquitto"
+"$PY" manage.py preflight --require mqtt
 # The simulated devices' labels (serial, access key), for trying batch enrollment.
 "$PY" manage.py simulated_keys --organization demo --devices 20 --out var/demo-enroll.csv
 start portal "$PY" manage.py runserver "$HOST:$PORT" --noreload

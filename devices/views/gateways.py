@@ -21,8 +21,9 @@ from django.utils.decorators import method_decorator
 from django.views import View
 from django.views.decorators.debug import sensitive_variables
 
+from devices import broker
 from devices.models import Device, Gateway
-from devices.mqtt import broker
+from devices.mqtt import broker_url
 from devices.views.base import DialogView, render_varying, safe_next, wants_partial
 from gateway.config import AgentConfig
 from portal import audit
@@ -70,13 +71,13 @@ def toml_string(value: str) -> str:
 def agent_broker_url() -> str:
     """settings.MQTT_URL as the agent spells it, without the portal's own login."""
     try:
-        return broker().without_login()
+        return broker_url().without_login()
     except ValueError:
         return AgentConfig.broker_url
 
 
-@sensitive_variables("secret")
-def agent_config_toml(gateway, secret: str) -> str:
+@sensitive_variables("secret", "broker_password")
+def agent_config_toml(gateway, secret: str, broker_password: str = "") -> str:
     """The agent's config file for ``python -m gateway run --config gateway.toml``."""
     name = "".join(c for c in gateway.name if c.isprintable())
     return "\n".join(
@@ -87,7 +88,9 @@ def agent_config_toml(gateway, secret: str) -> str:
             f"secret = {toml_string(secret)}",
             f"state_dir = {toml_string(STATE_DIR)}  # relative to this file",
             f"broker_url = {toml_string(agent_broker_url())}",
-            '# broker_password = "..."  # if the broker wants a login (user name: the UID)',
+            f"broker_password = {toml_string(broker_password)}  # the broker login (user: the UID)"
+            if broker_password
+            else '# broker_password = "..."  # if the broker wants a login (user name: the UID)',
             "",
         ]
     )
@@ -200,14 +203,15 @@ class GatewayDialogView(DialogView):
     def get_gateway(self, pk):
         return get_object_or_404(self.scoped(Gateway).defer("secret"), pk=pk)
 
-    @method_decorator(sensitive_variables("secret"))
-    def show_secret(self, gateway, secret, heading):
+    @method_decorator(sensitive_variables("secret", "broker_password"))
+    def show_secret(self, gateway, secret, heading, broker_password=""):
         """The one response that carries the secret: the dialog's body becomes it."""
         context = {
             "title": heading,
             "gateway": gateway,
             "secret": secret,
-            "config": agent_config_toml(gateway, secret),
+            "broker_password": broker_password,
+            "config": agent_config_toml(gateway, secret, broker_password),
             "config_filename": CONFIG_FILENAME,
             "run_command": RUN_COMMAND,
             "broker_is_loopback": urlsplit(agent_broker_url()).hostname in LOOPBACK_HOSTS,
@@ -233,11 +237,12 @@ class GatewayCreateView(GatewayDialogView, View):
     def get(self, request):
         return self.render_dialog(form=self.get_form())
 
-    @method_decorator(sensitive_variables("secret"))
+    @method_decorator(sensitive_variables("secret", "broker_password"))
     def post(self, request):
         form = self.get_form(request.POST)
         if form.is_valid():
             secret = new_secret()
+            broker_password = broker.issue_password(form.instance)
             form.instance.secret = secret
             form.instance.secret_rotated_at = timezone.now()
             gateway = form.save_or_error()
@@ -250,7 +255,8 @@ class GatewayCreateView(GatewayDialogView, View):
                     uid=gateway.uid,
                     name=gateway.name,
                 )
-                return self.show_secret(gateway, secret, f"Gateway “{gateway.name}” added")
+                heading = f"Gateway “{gateway.name}” added"
+                return self.show_secret(gateway, secret, heading, broker_password)
         return self.render_dialog(form=form)
 
 
@@ -263,14 +269,15 @@ class GatewayRotateSecretView(GatewayDialogView, View):
     def get(self, request, pk):
         return self.render_dialog(gateway=self.get_gateway(pk))
 
-    @method_decorator(sensitive_variables("secret"))
+    @method_decorator(sensitive_variables("secret", "broker_password"))
     def post(self, request, pk):
         gateway = self.get_gateway(pk)
         secret = new_secret()
+        broker_password = broker.issue_password(gateway)  # a leaked config held both
         gateway.secret = secret
         gateway.secret_rotated_at = timezone.now()
         with transaction.atomic():
-            gateway.save(update_fields=["secret", "secret_rotated_at"])
+            gateway.save(update_fields=["secret", "secret_rotated_at", "broker_password_hash"])
             audit.record(
                 self.organization,
                 request.user,
@@ -279,7 +286,8 @@ class GatewayRotateSecretView(GatewayDialogView, View):
                 uid=gateway.uid,
                 name=gateway.name,
             )
-        return self.show_secret(gateway, secret, f"New secret for “{gateway.name}”")
+        heading = f"New secret for “{gateway.name}”"
+        return self.show_secret(gateway, secret, heading, broker_password)
 
 
 class GatewayDeleteView(GatewayDialogView, View):
