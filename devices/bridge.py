@@ -43,6 +43,32 @@ STATS_KEY = "fleetgate:bridge:stats:{}"
 RESULTS_SUFFIX = "/res"  # the results channel's topics: their own writer
 
 
+class RefusalLog:
+    """One warning per topic and reason every ``every_s`` seconds, naming what was wrong.
+
+    The detail says which field made a message ``malformed`` (``body.events[3].kind: …``)
+    or why it was refused otherwise; the counters (``rejected.<reason>``) count every
+    one, this keeps a flood from one gateway from flooding the log.
+    """
+
+    def __init__(self, every_s: float = 10.0):
+        self.every_s = every_s
+        self._last: dict[tuple[str, Reason], float] = {}
+        self._held: Counter = Counter()
+        self._lock = threading.Lock()
+
+    def note(self, topic: str, exc: ProtocolError) -> None:
+        key, now = (topic[:200], exc.reason), time.monotonic()
+        with self._lock:
+            if now - self._last.get(key, -self.every_s) < self.every_s:
+                self._held[key] += 1
+                return
+            self._last[key] = now
+            held = self._held.pop(key, 0)
+        more = f" (and {held} more since the last such warning)" if held else ""
+        log.warning("Refused a message on %s: %s%s", key[0], exc, more)
+
+
 class Bridge:
     def __init__(
         self,
@@ -63,6 +89,7 @@ class Bridge:
         self.guard = ReplayGuard()
         self.results_guard = ReplayGuard()  # a topic's messages always meet the same guard
         self.stats: Counter = Counter()
+        self.refusals = RefusalLog()
         self._stats_lock = threading.Lock()
         self.stopping = threading.Event()
         self.connected = threading.Event()
@@ -181,9 +208,9 @@ class Bridge:
             except ProtocolError as exc:
                 if dup and exc.reason is Reason.REPLAYED:
                     counts["duplicates"] += 1  # QoS 1 redelivery of what we already have
-                else:
-                    counts[f"rejected.{exc.reason.value}"] += 1
-                log.debug("Rejected message on %s: %s", topic, exc)
+                    continue
+                counts[f"rejected.{exc.reason.value}"] += 1
+                self.refusals.note(topic, exc)
                 continue
             decoded.append((self.directory.get(msg.gw), msg))
         outcome = None

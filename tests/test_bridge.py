@@ -180,3 +180,16 @@ def test_discovery_records_what_a_device_says_of_itself(bridge, publisher, org, 
     assert wait_for(lambda: Device.objects.filter(serial_number="NEW-1").exists())
     assert wait_for(lambda: Device.objects.get(pk=known.pk).reported_state == "factory")
     assert Device.objects.get(serial_number="NEW-1").reported_state == "provisioned"
+
+
+def test_a_refusal_is_logged_with_the_field_that_made_it_malformed(bridge, publisher, gw, caplog):
+    caplog.set_level("WARNING", logger="devices.bridge")
+    bad = {"events": [{"device": {"serial": "S-1"}, "kind": "explosion", "ts": now_ms()}]}
+    for _ in range(3):  # a flood is one warning, the counter counts all
+        payload = encode(Message(MsgType.EVENT, gw.uid, bad), SECRET, validate=False)
+        publisher.publish(topic(gw.uid, MsgType.EVENT), payload, qos=1).wait_for_publish(5)
+    assert wait_for(lambda: bridge.stats["rejected.malformed"] >= 3)
+    lines = [r.getMessage() for r in caplog.records if "Refused a message" in r.getMessage()]
+    assert len(lines) == 1, lines
+    assert f"fleetgate/v1/gw/{gw.uid}/evt" in lines[0]
+    assert "malformed: body.events[0].kind: expected one of" in lines[0]
