@@ -96,13 +96,20 @@ class SkippedSerializer(serializers.Serializer):
     reason = serializers.CharField()
 
 
+WIRE_ID_HELP = "The operation id its gateway sees (docs/gateway-protocol.md, section 6)."
+FAILURE_FIELDS = ("code", "error", "attempts", "finished_at")
+
+
 class OperationSerializer(serializers.ModelSerializer):
     """One device's part of a bulk operation."""
+
+    wire_id = serializers.CharField(read_only=True, help_text=WIRE_ID_HELP)
 
     class Meta:
         model = Operation
         fields = [
             "id",
+            "wire_id",
             "bulk",
             "device",
             "kind",
@@ -295,10 +302,11 @@ class FailureSerializer(serializers.ModelSerializer):
     """A failed device of a bulk operation, with the gateway's reason."""
 
     serial_number = serializers.CharField(source="device.serial_number", read_only=True)
+    wire_id = serializers.CharField(read_only=True, help_text=WIRE_ID_HELP)
 
     class Meta:
         model = Operation
-        fields = ["device", "serial_number", "code", "error", "attempts", "finished_at"]
+        fields = ["device", "serial_number", "wire_id", "code", "error", "attempts", "finished_at"]
         read_only_fields = fields
 
 
@@ -427,7 +435,7 @@ class BulkResponseMixin:
         bulk.failed_devices = list(
             Operation.objects.filter(bulk=bulk, state=OperationState.FAILED)
             .select_related("device")
-            .only("device__serial_number", "code", "error", "attempts", "finished_at")
+            .only("device__serial_number", "uid", "generation", *FAILURE_FIELDS)
             .order_by("id")[:FAILED_SHOWN]
         )
         return BulkOperationDetailSerializer(bulk, context=self.get_serializer_context()).data
@@ -727,7 +735,7 @@ class BulkOperationViewSet(
         failed = (
             Operation.objects.filter(bulk=bulk, state=OperationState.FAILED)
             .select_related("device")
-            .only("device__serial_number", "code", "error", "attempts", "finished_at")
+            .only("device__serial_number", "uid", "generation", *FAILURE_FIELDS)
             .order_by("id")
         )
         page = self.paginate_queryset(failed)

@@ -148,6 +148,8 @@ class OperationDetailView(BulkObjectMixin, OrganizationRequiredMixin, View):
             Operation.objects.filter(bulk=bulk, state=OperationState.FAILED)
             .select_related("device", "gateway")
             .only(
+                "uid",
+                "generation",
                 "device__serial_number",
                 "device__state",
                 "gateway__name",
