@@ -312,6 +312,7 @@ def test_foreign_items_are_dropped_and_the_rest_kept():
         _envelope(body={"ops": [{**op(1), "kind": "explode"}]}),
         _envelope(body={"ops": [{**op(1), "op": "-starts-with-dash"}]}),
         _envelope(body={"ops": [{**op(1), "surprise": True}]}),
+        _envelope(body={"ops": [{**op(1), "params": None}]}),  # section 6: leave it out
         _envelope(body={"ops": [op(1, "wink", seconds=0)]}),
         _envelope(body={"ops": [op(1, "wink", seconds=True)]}),
         _envelope(body={"ops": [op(1, "deprovision", config={})]}),
