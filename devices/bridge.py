@@ -25,7 +25,8 @@ from django.conf import settings
 from django.db import close_old_connections, connection
 
 from devices.gateway_changes import Subscriber
-from devices.ingest import Changes, GatewayDirectory, ingest
+from devices.gateway_directory import GatewayDirectory
+from devices.ingest import Changes, ingest
 from devices.mqtt import make_client, set_nodelay
 from gateway.protocol import (
     SUBSCRIBE_ALL,

@@ -8,8 +8,6 @@ grouped by organization, for the live widgets.
 """
 
 import logging
-import threading
-import time
 from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -21,88 +19,22 @@ from django.utils import timezone
 
 from devices import lifecycle
 from devices.choices import STATE_COLOURS, DeviceState, Protocol
-from devices.models import Device, DeviceEvent, DeviceType, Gateway, Operation
-from gateway.protocol import (
-    GatewayStatus,
-    Message,
-    MsgType,
-    Reason,
-    device_refs,
-    drop_foreign,
-    item_devices,
+from devices.gateway_directory import GatewayDirectory, GatewayRef
+from devices.models import Device, DeviceEvent, DeviceType, Gateway
+from devices.ownership import (
+    DeviceIndex,
+    chunks,
+    describe,
+    operation_gateways,
+    owner_rule,
+    wanted,
 )
+from gateway.protocol import GatewayStatus, Message, MsgType, Reason, drop_foreign
 
 log = logging.getLogger(__name__)
 
 UNIDENTIFIED_TYPE = "Unidentified device"
 SAMPLE_EVENTS = 25  # events per organization and batch that browsers see in full
-CHUNK = 500  # ids per IN (...) clause; SQLite allows 999 variables
-
-
-@dataclass(frozen=True, slots=True)
-class GatewayRef:
-    id: int
-    uid: str
-    organization_id: int
-    secret: str
-
-
-class GatewayDirectory:
-    """Gateway uid → id, organization and secret, cached for the bridge's hot path.
-
-    A changed gateway (secret rotated, deleted, added) is forgotten at once when the
-    bridge hears of it (``devices.gateway_changes``); as the fallback for a missed
-    notice the whole directory is reloaded every ``ttl`` seconds. A single unknown uid
-    is looked up at most once per ``miss_ttl`` seconds, so a flood from an unknown
-    gateway cannot turn into a flood of queries.
-    """
-
-    def __init__(self, ttl: float = 10.0, miss_ttl: float = 5.0):
-        self.ttl, self.miss_ttl = ttl, miss_ttl
-        self._by_uid: dict[str, GatewayRef] = {}
-        self._loaded_at = 0.0
-        self._misses: dict[str, float] = {}
-        self._lock = threading.Lock()
-
-    def _row(self, gateway) -> GatewayRef:
-        return GatewayRef(gateway.id, gateway.uid, gateway.organization_id, gateway.secret or "")
-
-    def refresh(self) -> None:
-        gateways = Gateway.objects.only("id", "uid", "organization_id", "secret")
-        by_uid = {g.uid: self._row(g) for g in gateways}
-        with self._lock:
-            self._by_uid, self._loaded_at, self._misses = by_uid, time.monotonic(), {}
-
-    def get(self, uid: str) -> GatewayRef | None:
-        now = time.monotonic()
-        if now - self._loaded_at > self.ttl:
-            self.refresh()
-        ref = self._by_uid.get(uid)
-        if ref is None and now - self._misses.get(uid, -self.miss_ttl) >= self.miss_ttl:
-            gateway = Gateway.objects.only("id", "uid", "organization_id", "secret")
-            gateway = gateway.filter(uid=uid).first()
-            with self._lock:
-                if gateway is None:
-                    self._misses[uid] = now
-                else:
-                    ref = self._by_uid[uid] = self._row(gateway)
-        return ref
-
-    def secret(self, uid: str) -> str | None:
-        """The ``SecretLookup`` that ``gateway.protocol.decode`` asks."""
-        ref = self.get(uid)
-        return ref.secret if ref and ref.secret else None
-
-    def forget(self, uid: str) -> None:
-        """Look ``uid`` up in the database next time (its secret or existence changed)."""
-        with self._lock:
-            self._by_uid.pop(uid, None)
-            self._misses.pop(uid, None)
-
-    def expire(self) -> None:
-        """Reload everything at the next lookup (changes may have been missed)."""
-        with self._lock:
-            self._loaded_at = 0.0
 
 
 # Results and progress belong to operations (provisioning, enrollment, images): the apps
@@ -162,112 +94,15 @@ def _ms_to_dt(ms: int) -> datetime:
     return datetime.fromtimestamp(ms / 1000, tz=UTC)
 
 
-def _chunks(items: list, size: int = CHUNK):
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
-
-
-class _DeviceIndex:
-    """The batch's devices, looked up by set: a few queries whatever the batch size.
-
-    Device identity is per organization: a serial number or a hardware id names a
-    device of the speaking gateway's organization, never one of another tenant.
-    """
-
-    FIELDS = ("id", "organization_id", "serial_number", "hardware_id", "gateway_id", "state")
-
-    def __init__(self, serials: dict[int, set[str]], hardware_ids: dict[int, set[str]]):
-        self.by_serial: dict[tuple[int, str], dict] = {}
-        self.by_hardware: dict[tuple[int, str], dict] = {}
-        for org_id, wanted in serials.items():
-            for chunk in _chunks(sorted(wanted)):
-                rows = Device.objects.filter(organization_id=org_id, serial_number__in=chunk)
-                for row in rows.values(*self.FIELDS):
-                    self.add(row)
-        for org_id, wanted in hardware_ids.items():
-            missing = sorted(h for h in wanted if (org_id, h) not in self.by_hardware)
-            for chunk in _chunks(missing):
-                rows = Device.objects.filter(organization_id=org_id, hardware_id__in=chunk)
-                for row in rows.values(*self.FIELDS):
-                    self.by_hardware[(org_id, row["hardware_id"])] = row
-
-    def add(self, row: dict) -> None:
-        self.by_serial[(row["organization_id"], row["serial_number"])] = row
-        if row["hardware_id"]:
-            self.by_hardware[(row["organization_id"], row["hardware_id"])] = row
-
-    def hardware_taken(self, organization_id: int, hardware_id: str | None) -> bool:
-        return bool(hardware_id) and (organization_id, hardware_id) in self.by_hardware
-
-    def owns_device(self, gateway: GatewayRef, ref: dict) -> bool:
-        """Unknown, or bound to this gateway (or to none) in its organization; a hardware
-        id already another device's, or one bound to another gateway, is not its to use."""
-        mine = (None, gateway.id)
-        row = self.by_serial.get((gateway.organization_id, ref["serial"]))
-        if row is not None and row["gateway_id"] not in mine:
-            return False
-        hardware_id = Device.normalise_hardware_id(ref.get("hardware_id"))
-        other = self.by_hardware.get((gateway.organization_id, hardware_id))
-        return other is None or (
-            other["serial_number"] == ref["serial"] and other["gateway_id"] in mine
-        )
-
-
-def _operation_gateways(messages: list[tuple[GatewayRef, Message]]) -> dict[str, int | None]:
-    """Wire operation id -> the gateway its operation was sent to (results, progress).
-
-    Ids the portal did not make, or whose operation is gone, are left out: nobody's.
-    """
-    from devices.operations import parse_wire_id  # operations imports this module
-
-    op_ids: dict = defaultdict(set)  # operation uid -> the wire ids naming it
-    for _gateway, msg in messages:
-        if msg.type in (MsgType.RESULT, MsgType.PROGRESS):
-            for item in msg.items:
-                if parsed := parse_wire_id(item["op"]):
-                    op_ids[parsed[0]].add(item["op"])
-    sent_to: dict[str, int | None] = {}
-    for chunk in _chunks(list(op_ids)):
-        rows = Operation.objects.filter(uid__in=chunk).values_list("uid", "gateway_id")
-        for uid, gateway_id in rows:
-            sent_to.update(dict.fromkeys(op_ids[uid], gateway_id))
-    return sent_to
-
-
-def owner_rule(index: _DeviceIndex, sent_to: dict[str, int | None], gateway: GatewayRef):
-    """The bridge's ``foreign_device`` rule for one gateway's batch items."""
-
-    def owns(item_type: MsgType):
-        def check(item: dict) -> bool:
-            if "op" in item and sent_to.get(item["op"], gateway.id) != gateway.id:
-                return False  # a result for an operation sent to another gateway
-            return all(index.owns_device(gateway, ref) for ref in item_devices(item_type, item))
-
-        return check
-
-    return owns
-
-
-def _wanted(messages: list[tuple[GatewayRef, Message]]):
-    serials: dict[int, set[str]] = defaultdict(set)
-    hardware_ids: dict[int, set[str]] = defaultdict(set)
-    for gateway, msg in messages:
-        for ref in device_refs(msg):
-            serials[gateway.organization_id].add(ref["serial"])
-            if hardware_id := Device.normalise_hardware_id(ref.get("hardware_id")):
-                hardware_ids[gateway.organization_id].add(hardware_id)
-    return serials, hardware_ids
-
-
 def ingest(messages: list[tuple[GatewayRef, Message]], now: datetime | None = None) -> Outcome:
     """Write one batch of authenticated messages; drop (and count) foreign items."""
     now = now or timezone.now()
     outcome = Outcome()
-    index = _DeviceIndex(*_wanted(messages))
-    sent_to = _operation_gateways(messages)
+    index = DeviceIndex(*wanted(messages))
+    sent_to = operation_gateways(messages)
     accepted: list[tuple[GatewayRef, Message]] = []
     for gateway, msg in messages:
-        kept, dropped = drop_foreign(msg, owner_rule(index, sent_to, gateway)(msg.type))
+        kept, dropped = drop_foreign(msg, owner_rule(index, sent_to, gateway, msg.type))
         if dropped:
             outcome.rejected[Reason.FOREIGN_DEVICE] += len(dropped)
             log.warning(
@@ -277,7 +112,7 @@ def ingest(messages: list[tuple[GatewayRef, Message]], now: datetime | None = No
                 len(msg.items),
                 msg.type.value,
                 gateway.uid,
-                _describe(msg.type, dropped[0]),
+                describe(msg.type, dropped[0]),
             )
         if kept is not None:
             accepted.append((gateway, kept))
@@ -301,15 +136,6 @@ def ingest(messages: list[tuple[GatewayRef, Message]], now: datetime | None = No
     return outcome
 
 
-def _describe(msg_type: MsgType, item: dict) -> str:
-    refs = item_devices(msg_type, item)
-    if refs:
-        return f"device {refs[0]['serial']!r}" + (
-            f" ({refs[0]['hardware_id']})" if refs[0].get("hardware_id") else ""
-        )
-    return f"operation {item.get('op')!r}"
-
-
 HELLO_INFO = ("agent", "driver", "devices", "kinds", "link", "detail", "session")
 
 
@@ -326,7 +152,7 @@ def _gateways(accepted, now, changes: Changes) -> None:
     does. Events, discoveries and results change ``last_seen`` only.
     """
     refs = {gateway.id: gateway for gateway, _msg in accepted}
-    for chunk in _chunks(sorted(refs)):
+    for chunk in chunks(sorted(refs)):
         Gateway.objects.filter(pk__in=chunk).update(last_seen=now)
     said = [(g, m) for g, m in accepted if m.type in (MsgType.STATUS, MsgType.HELLO)]
     for gateway, msg in sorted(said, key=lambda pair: pair[1].ts):
@@ -346,7 +172,7 @@ def _gateways(accepted, now, changes: Changes) -> None:
             fields["is_online"] = body["state"] == GatewayStatus.ONLINE
         row.filter(newer).update(**fields)
     online = {}
-    for chunk in _chunks(sorted(refs)):
+    for chunk in chunks(sorted(refs)):
         online.update(Gateway.objects.filter(pk__in=chunk).values_list("id", "is_online"))
     for gateway_id, ref in refs.items():
         changes.gateways[ref.organization_id][gateway_id] = {
@@ -367,7 +193,7 @@ def _device_type_ids() -> dict[str, int]:
     return types
 
 
-def _discoveries(accepted, index: _DeviceIndex, now, changes: Changes) -> None:
+def _discoveries(accepted, index: DeviceIndex, now, changes: Changes) -> None:
     """New devices are born ``discovered``; known ones are adopted, seen, or rediscovered."""
     found = [
         (g, info) for g, msg in accepted if msg.type is MsgType.DISCOVERY for info in msg.items
@@ -410,17 +236,17 @@ def _discoveries(accepted, index: _DeviceIndex, now, changes: Changes) -> None:
             organization_id__in={org for org, _ in new},
             serial_number__in=[serial for _, serial in new],
             state=DeviceState.DISCOVERED,
-        ).values(*_DeviceIndex.FIELDS)
+        ).values(*DeviceIndex.FIELDS)
         for row in created:
             if (row["organization_id"], row["serial_number"]) in new:
                 index.add(row)
                 changes.device_row(
                     row["organization_id"], row["id"], row["state"], row["serial_number"]
                 )
-    for chunk in _chunks(sorted(seen_ids)):
+    for chunk in chunks(sorted(seen_ids)):
         Device.objects.filter(pk__in=chunk).update(last_seen=now)
     for state, ids in reported.items():
-        for chunk in _chunks(sorted(ids)):
+        for chunk in chunks(sorted(ids)):
             Device.objects.filter(pk__in=chunk).update(reported_state=state)
     for gateway_id, ids in adopt.items():
         Device.objects.filter(pk__in=ids, gateway__isnull=True).update(gateway_id=gateway_id)
@@ -462,7 +288,7 @@ def _insert_events(db, rows: list[tuple]) -> None:
         cursor.executemany(sql, rows)
 
 
-def _events(accepted, index: _DeviceIndex, now, changes: Changes) -> int:
+def _events(accepted, index: DeviceIndex, now, changes: Changes) -> int:
     rows, seen = [], set()
     db = connections[DEFAULT_DB_ALIAS]  # the one ``ingest``'s transaction is on
     prep_data = DeviceEvent._meta.get_field("data").get_db_prep_save
@@ -503,7 +329,7 @@ def _events(accepted, index: _DeviceIndex, now, changes: Changes) -> int:
         changes.event_samples[org] = changes.event_samples[org][-SAMPLE_EVENTS:]
     if rows:
         _insert_events(db, rows)
-        for chunk in _chunks(sorted(seen)):
+        for chunk in chunks(sorted(seen)):
             _touch(chunk, now)
     return len(rows)
 
