@@ -17,6 +17,7 @@ from urllib.parse import unquote, urlsplit
 from django.conf import settings
 
 from gateway.brokerurl import BrokerURLError, parse_broker_url
+from portal.redaction import redact
 
 TIMEOUT = 1.0
 ELSEWHERE = "is another program listening on that port?"
@@ -116,7 +117,7 @@ def check_redis(url: str | None = None, timeout: float = TIMEOUT) -> ServiceStat
     parts = urlsplit(url)
     if parts.scheme not in ("redis", "rediss"):
         return ServiceStatus(
-            name, False, f"REDIS_URL must start with redis:// or rediss://, not {url!r}"
+            name, False, f"REDIS_URL must start with redis:// or rediss://, not {redact(url)!r}"
         )
     host, port = parts.hostname or "127.0.0.1", parts.port or 6379
     where = f"{host}:{port}"

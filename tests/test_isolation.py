@@ -13,11 +13,12 @@ from django.utils import timezone
 
 from devices.models import BulkOperation, DeviceEvent
 from enrollment.models import EnrollmentRecord
-from portal import permissions
+from portal import audit, permissions
 from portal.choices import Role
 from tests.factories import (
     make_device,
     make_device_type,
+    make_firmware_image,
     make_gateway,
     make_group,
     make_member,
@@ -43,6 +44,7 @@ class World:
 
     def __init__(self):
         device_type = make_device_type()
+        image_type = make_device_type(image_extensions=[".fgfw"])
         self.orgs = {}
         for side in ("own", "other"):
             org = make_organization(name=f"Org {side.upper()} Inc")
@@ -74,8 +76,17 @@ class World:
                 device_type=device_type,
                 gateway=gateway,
             )
+            image = make_firmware_image(
+                org,
+                "1.0",
+                device_type=image_type,
+                filename=f"IMAGE-{side.upper()}-MARK-1.0.fgfw",
+                payload=f"payload {side}".encode(),
+            )
             member = make_member(org, [Role.DEVICE_MANAGER], username=f"member-{side}")
+            audit.record(org, member, "group.create", [group], name=f"AUDIT-{side.upper()}-MARK")
             self.orgs[side] = {
+                "image": image,
                 "bulk": bulk,
                 "org": org,
                 "device": device,
@@ -94,6 +105,8 @@ class World:
             f"BULK-{side.upper()}-MARK",
             f"ENROLL-{side.upper()}-MARK",
             f"KEY-{side.upper()}-MARK",  # an access key is never shown, not even to its org
+            f"AUDIT-{side.upper()}-MARK",
+            f"IMAGE-{side.upper()}-MARK",
         ]
 
 
@@ -112,6 +125,8 @@ VIEWS = [
     ("devices:event-rate", "view", None),
     ("licensing:widget", "view", None),
     ("members", "manage_members", None),
+    ("audit:log", "view_audit", None),
+    ("audit:export", "view_audit", None),
     ("member-add", "manage_members", None),
     ("devices:group-create", "manage_groups", None),
     ("devices:group-add-devices", "manage_groups", None),
@@ -139,6 +154,8 @@ VIEWS = [
     ("devices:delete", "enroll", lambda o: [o["device"].pk]),
     ("member-edit", "manage_members", lambda o: [o["membership"].pk]),
     ("member-remove", "manage_members", lambda o: [o["membership"].pk]),
+    ("firmware:widget", "view", None),
+    ("firmware:image-delete", "device_actions", lambda o: [o["image"].pk]),
 ]
 # POST-only or not organization data: covered by their own tests.
 NOT_IN_MATRIX = {
@@ -152,6 +169,11 @@ NOT_IN_MATRIX = {
     "enrollment:batch-commit",  # POST only, and a token of the user's session:
     "enrollment:batch-errors",  # tests/test_enrollment_batch.py
     "enrollment:installer-retry",  # POST only: tests/test_enrollment_installer.py
+    "firmware:upload",  # POST only: tests/test_firmware_upload.py
+    "firmware:download",  # a gateway's bearer token, no session: tests/test_firmware_download.py
+    "invitations",  # the user's own invitations, not an organization's: tests/test_members.py
+    "invitation-revoke",  # POST only: tests/test_members.py
+    "api-tokens",  # the user's own tokens: tests/test_security_auth.py
 }
 
 
@@ -172,7 +194,7 @@ def test_matrix(client, world, roles, name, rule, args):
             assert response.status_code == 200, url
         else:
             assert response.status_code == 404, url
-        body = response.content.decode()
+        body = response.getvalue().decode()  # streamed or not
         for marker in world.markers("other"):
             assert marker not in body, f"{url} leaked {marker}"
 
@@ -192,7 +214,7 @@ def test_user_of_no_organization_sees_nothing(client, world, name, rule, args):
     assert response.status_code in (403, 404)
     for side in ("own", "other"):
         for marker in world.markers(side):
-            assert marker not in response.content.decode()
+            assert marker not in response.getvalue().decode()
 
 
 def test_switching_organization_changes_what_is_shown(client, world):

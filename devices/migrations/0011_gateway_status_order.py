@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('devices', '0009_device_hardware_id_per_organization'),
+        ('devices', '0010_device_hardware_id_per_organization'),
     ]
 
     operations = [

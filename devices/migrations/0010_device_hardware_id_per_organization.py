@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('devices', '0008_device_fillfactor'),
+        ('devices', '0009_names_refuse_invisible_characters'),
         ('portal', '0001_initial'),
     ]
 

@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('devices', '0010_gateway_status_order'),
+        ('devices', '0011_gateway_status_order'),
     ]
 
     operations = [
