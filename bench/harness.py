@@ -32,7 +32,7 @@ from django.utils import timezone
 from bench.mqtt_floors import clean_client
 from devices.bridge import STATS_KEY
 from devices.models import Gateway
-from devices.mqtt import broker_address
+from devices.mqtt import broker_url
 from portal.models import Membership, Organization
 from portal.tenancy import SESSION_KEY
 
@@ -405,9 +405,9 @@ class Harness:
     def _forget_session(self, client_id: str) -> None:
         """The bridge's session is persistent; a clean connect with its id removes it from the
         broker, which would otherwise queue every gateway's messages for it forever."""
-        host, port, _, _ = broker_address(self.broker)
+        address = broker_url(self.broker)
         c = clean_client(self.broker, client_id)
         with contextlib.suppress(OSError):
-            c.connect(host, port)
+            c.connect(address.host, address.port)
             c.loop(timeout=1)
             c.disconnect()

@@ -11,23 +11,12 @@ import uuid
 import paho.mqtt.client as mqtt
 from django.core.management.base import CommandError
 
-from devices.mqtt import broker_address, set_nodelay
+from devices.mqtt import broker_url, new_client, set_nodelay
 
 
 def clean_client(url: str, client_id: str, inflight: int | None = None) -> mqtt.Client:
-    """A paho client with a clean session and the broker URL's login (not yet connected)."""
-    _, _, user, password = broker_address(url)
-    c = mqtt.Client(
-        callback_api_version=mqtt.CallbackAPIVersion.VERSION2,
-        client_id=client_id,
-        clean_session=True,
-        protocol=mqtt.MQTTv311,
-    )
-    if user:
-        c.username_pw_set(user, password)
-    if inflight:
-        c.max_inflight_messages_set(inflight)
-    return c
+    """A paho client with a clean session and the broker URL's login and TLS (not yet connected)."""
+    return new_client(client_id, url=url, inflight=inflight or 20)
 
 
 def _rate(send, slots, counter: list[int], seconds: float) -> float:
@@ -48,7 +37,7 @@ def _rate(send, slots, counter: list[int], seconds: float) -> float:
 
 def mqtt_floor(url: str, seconds: float, payload_bytes: int = 512, inflight: int = 100) -> float:
     """Messages/s from one paho publisher to one paho subscriber, QoS 1 both legs."""
-    host, port, _, _ = broker_address(url)
+    address = broker_url(url)
     tag = uuid.uuid4().hex[:12]
     topic = f"fleetgate-bench/floor/{tag}"
     received = [0]
@@ -74,7 +63,7 @@ def mqtt_floor(url: str, seconds: float, payload_bytes: int = 512, inflight: int
     pub.on_publish = lambda *a: slots.release()
     try:
         for c in (sub, pub):
-            c.connect(host, port)
+            c.connect(address.host, address.port)
             c.loop_start()
         if not (subscribed.wait(10) and connected.wait(10)):
             raise CommandError(f"The broker at {url} did not answer the floor measurement.")
@@ -93,7 +82,7 @@ def mqtt_roundtrip_floor(url: str, seconds: float, payload_bytes: int = 512, inf
     its message callback; the requester counts replies. The ceiling a portal–gateway
     pair reaches with no work behind it: one message each way per round trip.
     """
-    host, port, _, _ = broker_address(url)
+    address = broker_url(url)
     tag = uuid.uuid4().hex[:12]
     ask, answer = f"fleetgate-bench/rt/{tag}/cmd", f"fleetgate-bench/rt/{tag}/res"
     replies = [0]
@@ -116,7 +105,7 @@ def mqtt_roundtrip_floor(url: str, seconds: float, payload_bytes: int = 512, inf
     requester.on_message = on_reply
     try:
         for c in (requester, responder):
-            c.connect(host, port)
+            c.connect(address.host, address.port)
             c.loop_start()
         try:
             ready.wait(10)

@@ -7,9 +7,9 @@ so it is written only into the one answer that shows the secret.
 
 from urllib.parse import urlsplit
 
-from django.conf import settings
 from django.views.decorators.debug import sensitive_variables
 
+from devices.mqtt import broker_url
 from gateway.config import AgentConfig
 
 CONFIG_FILENAME = "gateway.toml"
@@ -33,16 +33,14 @@ def toml_string(value: str) -> str:
 
 def agent_broker_url() -> str:
     """settings.MQTT_URL as the agent spells it, without the portal's own login."""
-    parts = urlsplit(settings.MQTT_URL)
-    if parts.scheme not in ("mqtt", "tcp", "mqtts") or not parts.hostname:
+    try:
+        return broker_url().without_login()
+    except ValueError:
         return AgentConfig.broker_url
-    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
-    port = f":{parts.port}" if parts.port else ""
-    return f"{'mqtts' if parts.scheme == 'mqtts' else 'mqtt'}://{host}{port}"
 
 
-@sensitive_variables("secret")
-def agent_config_toml(gateway, secret: str) -> str:
+@sensitive_variables("secret", "broker_password")
+def agent_config_toml(gateway, secret: str, broker_password: str = "") -> str:
     """The agent's config file for ``python -m gateway run --config gateway.toml``."""
     name = "".join(c for c in gateway.name if c.isprintable())
     return "\n".join(
@@ -53,7 +51,9 @@ def agent_config_toml(gateway, secret: str) -> str:
             f"secret = {toml_string(secret)}",
             f"state_dir = {toml_string(STATE_DIR)}  # relative to this file",
             f"broker_url = {toml_string(agent_broker_url())}",
-            '# broker_password = "..."  # if the broker wants a login (user name: the UID)',
+            f"broker_password = {toml_string(broker_password)}  # the broker login (user: the UID)"
+            if broker_password
+            else '# broker_password = "..."  # if the broker wants a login (user name: the UID)',
             "",
         ]
     )

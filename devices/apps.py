@@ -6,11 +6,14 @@ class DevicesConfig(AppConfig):
     verbose_name = "Devices"
 
     def ready(self):
-        from devices import audit_log, operations, widgets  # noqa: F401  (they register themselves)
+        from django.db.models.signals import post_delete, post_save
+
+        from devices import audit_log, gateway_changes, operations, preflight, widgets  # noqa: F401
         from devices.ingest import HELLO_HANDLERS, RESULT_HANDLERS
         from devices.lifecycle import LICENSED_STATES
-        from devices.models import Device
+        from devices.models import Device, Gateway
         from licensing.capacity import set_used_counter
+        from portal import services
         from portal.api import name_enums
 
         # Seats are derived from device states; licensing knows no device, so we tell it.
@@ -20,10 +23,15 @@ class DevicesConfig(AppConfig):
             )
         )
 
+        services.register("mqtt", preflight.check_mqtt)
         name_enums(
             DeviceStateEnum="devices.choices.DeviceState",
             OperationStateEnum="devices.choices.OperationState",
         )
+        # A new, rotated or deleted gateway: bridges forget it, broker accounts follow.
+        post_save.connect(gateway_changes.on_save, Gateway, dispatch_uid="gateway-changed")
+        post_delete.connect(gateway_changes.on_delete, Gateway, dispatch_uid="gateway-deleted")
+
         if operations.complete not in RESULT_HANDLERS:
             RESULT_HANDLERS.append(operations.complete)
         if operations.gateways_back not in HELLO_HANDLERS:

@@ -24,7 +24,9 @@ import redis
 from django.conf import settings
 from django.db import close_old_connections, connection
 
-from devices.ingest import Changes, GatewayDirectory, ingest
+from devices.gateway_changes import Subscriber
+from devices.gateway_directory import GatewayDirectory
+from devices.ingest import Changes, ingest
 from devices.mqtt import make_client, set_nodelay
 from gateway.protocol import (
     SUBSCRIBE_ALL,
@@ -40,6 +42,32 @@ log = logging.getLogger(__name__)
 
 STATS_KEY = "fleetgate:bridge:stats:{}"
 RESULTS_SUFFIX = "/res"  # the results channel's topics: their own writer
+
+
+class RefusalLog:
+    """One warning per topic and reason every ``every_s`` seconds, naming what was wrong.
+
+    The detail says which field made a message ``malformed`` (``body.events[3].kind: …``)
+    or why it was refused otherwise; the counters (``rejected.<reason>``) count every
+    one, this keeps a flood from one gateway from flooding the log.
+    """
+
+    def __init__(self, every_s: float = 10.0):
+        self.every_s = every_s
+        self._last: dict[tuple[str, Reason], float] = {}
+        self._held: Counter = Counter()
+        self._lock = threading.Lock()
+
+    def note(self, topic: str, exc: ProtocolError) -> None:
+        key, now = (topic[:200], exc.reason), time.monotonic()
+        with self._lock:
+            if now - self._last.get(key, -self.every_s) < self.every_s:
+                self._held[key] += 1
+                return
+            self._last[key] = now
+            held = self._held.pop(key, 0)
+        more = f" (and {held} more since the last such warning)" if held else ""
+        log.warning("Refused a message on %s: %s%s", key[0], exc, more)
 
 
 class Bridge:
@@ -62,10 +90,13 @@ class Bridge:
         self.guard = ReplayGuard()
         self.results_guard = ReplayGuard()  # a topic's messages always meet the same guard
         self.stats: Counter = Counter()
+        self.refusals = RefusalLog()
         self._stats_lock = threading.Lock()
         self.stopping = threading.Event()
         self.connected = threading.Event()
         self.publisher = BackgroundPublisher() if publish_live else None
+        # Rotated secrets and deleted gateways stop working at once, not at the cache's TTL.
+        self.gateway_changes = Subscriber(self._gateway_changed, self.directory.expire)
         self._redis = None
         self.client = make_client(self.client_id, clean_session=False, manual_ack=True, url=url)
         self.client.on_connect = self._on_connect
@@ -89,6 +120,10 @@ class Bridge:
         if not self.stopping.is_set():
             log.warning("Bridge lost the broker (%s); reconnecting", reason_code)
 
+    def _gateway_changed(self, uid: str) -> None:
+        self.directory.forget(uid)
+        self._count(Counter(gateway_changes=1))
+
     def _on_message(self, client, userdata, message):
         # Blocks when a writer falls far behind: TCP back-pressure, not memory growth.
         inbox = self.results_inbox if message.topic.endswith(RESULTS_SUFFIX) else self.inbox
@@ -100,6 +135,7 @@ class Bridge:
         """Run until ``stop()`` (or for ``duration`` seconds)."""
         deadline = time.monotonic() + duration if duration else None
         self.directory.refresh()
+        self.gateway_changes.start()
         results = threading.Thread(target=self._write_results, name="bridge-results", daemon=True)
         results.start()
         self.client.loop_start()
@@ -116,6 +152,7 @@ class Bridge:
                     last_stats = time.monotonic()
         finally:
             self.stopping.set()
+            self.gateway_changes.stop()
             results.join(30)
             self.client.disconnect()
             self.client.loop_stop()
@@ -172,9 +209,9 @@ class Bridge:
             except ProtocolError as exc:
                 if dup and exc.reason is Reason.REPLAYED:
                     counts["duplicates"] += 1  # QoS 1 redelivery of what we already have
-                else:
-                    counts[f"rejected.{exc.reason.value}"] += 1
-                log.debug("Rejected message on %s: %s", topic, exc)
+                    continue
+                counts[f"rejected.{exc.reason.value}"] += 1
+                self.refusals.note(topic, exc)
                 continue
             decoded.append((self.directory.get(msg.gw), msg))
         outcome = None

@@ -65,8 +65,17 @@ def operations(device: Device, limit: int) -> list[Entry]:
             at=op.finished_at or op.created_at,
             kind="operation",
             title=op.bulk.get_kind_display(),
-            detail=op.error
-            or (f"{op.attempts} attempt{'s' if op.attempts != 1 else ''}" if op.attempts else ""),
+            detail=" · ".join(
+                part
+                for part in (
+                    op.error,
+                    f"{op.attempts} attempt{'s' if op.attempts != 1 else ''}"
+                    if op.attempts
+                    else "",
+                    f"operation id {op.wire_id}",  # what the gateway's log shows
+                )
+                if part
+            ),
             badge=op.get_state_display(),
             colour=OPERATION_STATE_COLOURS.get(op.state, "grey"),
             url=reverse("devices:operation-detail", args=[op.bulk_id]),

@@ -8,83 +8,33 @@ grouped by organization, for the live widgets.
 """
 
 import logging
-import threading
-import time
 from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from django.db import DEFAULT_DB_ALIAS, connections, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from devices import lifecycle
 from devices.choices import STATE_COLOURS, DeviceState, Protocol
+from devices.gateway_directory import GatewayDirectory, GatewayRef
 from devices.models import Device, DeviceEvent, DeviceType, Gateway
-from gateway.protocol import Message, MsgType, ProtocolError, Reason, check_devices
+from devices.ownership import (
+    DeviceIndex,
+    chunks,
+    describe,
+    operation_gateways,
+    owner_rule,
+    wanted,
+)
+from gateway.protocol import GatewayStatus, Message, MsgType, Reason, drop_foreign
 
 log = logging.getLogger(__name__)
 
 UNIDENTIFIED_TYPE = "Unidentified device"
 SAMPLE_EVENTS = 25  # events per organization and batch that browsers see in full
-CHUNK = 500  # ids per IN (...) clause; SQLite allows 999 variables
-
-
-@dataclass(frozen=True, slots=True)
-class GatewayRef:
-    id: int
-    uid: str
-    organization_id: int
-    secret: str
-
-
-class GatewayDirectory:
-    """Gateway uid → id, organization and secret, cached for the bridge's hot path.
-
-    Refreshed whole every ``ttl`` seconds (picks up new gateways and rotated secrets),
-    and for a single unknown uid at most once per ``miss_ttl`` seconds, so a flood
-    from an unknown gateway cannot turn into a flood of queries.
-    """
-
-    def __init__(self, ttl: float = 30.0, miss_ttl: float = 5.0):
-        self.ttl, self.miss_ttl = ttl, miss_ttl
-        self._by_uid: dict[str, GatewayRef] = {}
-        self._loaded_at = 0.0
-        self._misses: dict[str, float] = {}
-        self._lock = threading.Lock()
-
-    def _row(self, gateway) -> GatewayRef:
-        return GatewayRef(gateway.id, gateway.uid, gateway.organization_id, gateway.secret or "")
-
-    def refresh(self) -> None:
-        gateways = Gateway.objects.only("id", "uid", "organization_id", "secret")
-        by_uid = {g.uid: self._row(g) for g in gateways}
-        with self._lock:
-            self._by_uid, self._loaded_at, self._misses = by_uid, time.monotonic(), {}
-
-    def get(self, uid: str) -> GatewayRef | None:
-        now = time.monotonic()
-        if now - self._loaded_at > self.ttl:
-            self.refresh()
-        ref = self._by_uid.get(uid)
-        if ref is None and now - self._misses.get(uid, 0.0) > self.miss_ttl:
-            gateway = Gateway.objects.only("id", "uid", "organization_id", "secret")
-            gateway = gateway.filter(uid=uid).first()
-            with self._lock:
-                if gateway is None:
-                    self._misses[uid] = now
-                else:
-                    ref = self._by_uid[uid] = self._row(gateway)
-        return ref
-
-    def secret(self, uid: str) -> str | None:
-        """The ``SecretLookup`` that ``gateway.protocol.decode`` asks."""
-        ref = self.get(uid)
-        return ref.secret if ref and ref.secret else None
-
-    def forget(self, uid: str) -> None:
-        with self._lock:
-            self._by_uid.pop(uid, None)
 
 
 # Results and progress belong to operations (provisioning, enrollment, images): the apps
@@ -144,78 +94,28 @@ def _ms_to_dt(ms: int) -> datetime:
     return datetime.fromtimestamp(ms / 1000, tz=UTC)
 
 
-def _chunks(items: list, size: int = CHUNK):
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
-
-
-class _DeviceIndex:
-    """The batch's devices, looked up by set: a few queries whatever the batch size."""
-
-    FIELDS = ("id", "organization_id", "serial_number", "hardware_id", "gateway_id", "state")
-
-    def __init__(self, wanted: dict[int, set[str]], hardware_ids: set[str]):
-        self.by_serial: dict[tuple[int, str], dict] = {}
-        self.by_hardware: dict[str, dict] = {}
-        for org_id, serials in wanted.items():
-            for chunk in _chunks(sorted(serials)):
-                rows = Device.objects.filter(organization_id=org_id, serial_number__in=chunk)
-                for row in rows.values(*self.FIELDS):
-                    self.add(row)
-        missing = [h for h in hardware_ids if h not in self.by_hardware]
-        for chunk in _chunks(sorted(missing)):
-            for row in Device.objects.filter(hardware_id__in=chunk).values(*self.FIELDS):
-                self.by_hardware[row["hardware_id"]] = row
-
-    def add(self, row: dict) -> None:
-        self.by_serial[(row["organization_id"], row["serial_number"])] = row
-        if row["hardware_id"]:
-            self.by_hardware[row["hardware_id"]] = row
-
-    def owner_rule(self, gateway: GatewayRef):
-        """The bridge's ``owns`` rule: unknown, or this gateway's (or nobody's) device."""
-
-        def owns(ref: dict) -> bool:
-            row = self.by_serial.get((gateway.organization_id, ref["serial"]))
-            if row is not None and row["gateway_id"] not in (None, gateway.id):
-                return False
-            hardware_id = Device.normalise_hardware_id(ref.get("hardware_id"))
-            other = self.by_hardware.get(hardware_id) if hardware_id else None
-            return other is None or (
-                other["organization_id"] == gateway.organization_id
-                and other["serial_number"] == ref["serial"]
-            )
-
-        return owns
-
-
-def _wanted(messages: list[tuple[GatewayRef, Message]]):
-    serials: dict[int, set[str]] = defaultdict(set)
-    hardware_ids: set[str] = set()
-    for gateway, msg in messages:
-        if msg.type in (MsgType.DISCOVERY, MsgType.EVENT):
-            refs = msg.items if msg.type is MsgType.DISCOVERY else [e["device"] for e in msg.items]
-            for ref in refs:
-                serials[gateway.organization_id].add(ref["serial"])
-                if hardware_id := Device.normalise_hardware_id(ref.get("hardware_id")):
-                    hardware_ids.add(hardware_id)
-    return serials, hardware_ids
-
-
 def ingest(messages: list[tuple[GatewayRef, Message]], now: datetime | None = None) -> Outcome:
-    """Write one batch of authenticated messages; refuse (and count) foreign ones."""
+    """Write one batch of authenticated messages; drop (and count) foreign items."""
     now = now or timezone.now()
     outcome = Outcome()
-    index = _DeviceIndex(*_wanted(messages))
+    index = DeviceIndex(*wanted(messages))
+    sent_to = operation_gateways(messages)
     accepted: list[tuple[GatewayRef, Message]] = []
     for gateway, msg in messages:
-        try:
-            check_devices(msg, index.owner_rule(gateway))
-        except ProtocolError as exc:
-            outcome.rejected[exc.reason] += 1
-            log.warning("Refused %s from gateway %s: %s", msg.type, gateway.uid, exc)
-            continue
-        accepted.append((gateway, msg))
+        kept, dropped = drop_foreign(msg, owner_rule(index, sent_to, gateway, msg.type))
+        if dropped:
+            outcome.rejected[Reason.FOREIGN_DEVICE] += len(dropped)
+            log.warning(
+                "Dropped %d of the %d items of a %s from gateway %s: they name devices or"
+                " operations that are not this gateway's (first: %s)",
+                len(dropped),
+                len(msg.items),
+                msg.type.value,
+                gateway.uid,
+                describe(msg.type, dropped[0]),
+            )
+        if kept is not None:
+            accepted.append((gateway, kept))
     outcome.accepted = len(accepted)
     if not accepted:
         return outcome
@@ -236,72 +136,49 @@ def ingest(messages: list[tuple[GatewayRef, Message]], now: datetime | None = No
     return outcome
 
 
-def _gateways(accepted, now, changes: Changes) -> None:
-    """Online/offline and last seen. Only the link's own news moves ``is_online``: a
-    hello or an online status (sent on connecting), an offline status or the last will
-    (on leaving). Anything else only says when the gateway was last heard from — a
-    result written after the will (results have their own writer) must not bring a
-    dead gateway back Online.
+HELLO_INFO = ("agent", "driver", "devices", "kinds", "link", "detail", "session")
 
-    A last will is signed when its gateway connects, so it may arrive after that
-    gateway has already reconnected: a will of an older session than the one the
-    gateway's latest hello — or online status — announced is ignored. The online
-    status counts too because it is retained and the hello is not: a bridge that
-    subscribes after the gateway connected sees only the status, and a will compared
-    with an older hello's session would leave that gateway Online after it died.
+
+def _gateways(accepted, now, changes: Changes) -> None:
+    """Last seen for every gateway that spoke; online/offline from what says so, in order.
+
+    A status or hello is applied only if its signed ``ts`` is newer than the last one
+    applied (``Gateway.status_ts``, a conditional UPDATE): an old status — retained,
+    replayed, or reaching another bridge late — never overrides a newer one, whichever
+    bridge applies what first. A last will is the exception: it is signed before the
+    connection it guards, so it is always older than that connection's online status;
+    it applies when its ``session`` is the gateway's current one (the session of the
+    status or hello applied last), and a will of a connection already replaced never
+    does. Events, discoveries and results change ``last_seen`` only.
     """
-    online: dict[int, bool] = {}
-    hellos: dict[int, dict] = {}
-    announced: dict[int, str] = {}  # sessions named by online statuses
-    heard: set[int] = set()  # sent something else
-    refs: dict[int, GatewayRef] = {}
-    wills = [(g, m) for g, m in accepted if m.type is MsgType.STATUS and m.body["will"]]
-    sessions = {}
-    if wills:
-        rows = Gateway.objects.filter(pk__in={g.id for g, _ in wills}).values_list(
-            "id", "agent_info"
+    refs = {gateway.id: gateway for gateway, _msg in accepted}
+    for chunk in chunks(sorted(refs)):
+        Gateway.objects.filter(pk__in=chunk).update(last_seen=now)
+    said = [(g, m) for g, m in accepted if m.type in (MsgType.STATUS, MsgType.HELLO)]
+    for gateway, msg in sorted(said, key=lambda pair: pair[1].ts):
+        body, row = msg.body, Gateway.objects.filter(pk=gateway.id)
+        if msg.type is MsgType.STATUS and body["will"]:
+            row.filter(session=body["session"]).update(is_online=False)
+            continue
+        newer = (
+            Q(status_ts__isnull=True)
+            | Q(status_ts__lt=msg.ts)
+            | Q(status_ts=msg.ts, session=body["session"])  # a hello right behind its status
         )
-        sessions = {gid: (info or {}).get("session") for gid, info in rows}
-    for gateway, msg in accepted:
-        refs[gateway.id] = gateway
+        fields = {"status_ts": msg.ts, "session": body["session"]}
         if msg.type is MsgType.HELLO:
-            hellos[gateway.id] = msg.body
-            sessions[gateway.id] = msg.body["session"]
-            online[gateway.id] = True
-        elif msg.type is MsgType.STATUS:
-            current = sessions.get(gateway.id)
-            if msg.body["will"] and current and msg.body["session"] != current:
-                continue  # the will of a connection that has already been replaced
-            online[gateway.id] = msg.body["state"] == "online"
-            if online[gateway.id] and not msg.body["will"]:
-                sessions[gateway.id] = announced[gateway.id] = msg.body["session"]
+            fields.update(is_online=True, agent_info={k: body[k] for k in HELLO_INFO if k in body})
         else:
-            heard.add(gateway.id)
-    for state in (True, False):
-        ids = [gid for gid, is_online in online.items() if is_online is state]
-        if ids:
-            Gateway.objects.filter(pk__in=ids).update(is_online=state, last_seen=now)
-    heard -= online.keys()
-    if heard:
-        Gateway.objects.filter(pk__in=heard).update(last_seen=now)
-        online.update(Gateway.objects.filter(pk__in=heard).values_list("id", "is_online"))
-    for gateway_id, body in hellos.items():
-        keys = ("agent", "driver", "devices", "kinds", "link", "detail", "session")
-        info = {k: body[k] for k in keys if k in body}
-        Gateway.objects.filter(pk=gateway_id).update(agent_info=info)
-    unheard = {g: s for g, s in announced.items() if hellos.get(g, {}).get("session") != s}
-    if unheard:
-        rows = Gateway.objects.filter(pk__in=unheard).values_list("id", "agent_info")
-        for gateway_id, info in rows:
-            if (info or {}).get("session") != unheard[gateway_id]:
-                info = {**(info or {}), "session": unheard[gateway_id]}
-                Gateway.objects.filter(pk=gateway_id).update(agent_info=info)
-    for gateway_id, is_online in online.items():
-        ref = refs[gateway_id]
+            fields["is_online"] = body["state"] == GatewayStatus.ONLINE
+        row.filter(newer).update(**fields)
+    online = {}
+    for chunk in chunks(sorted(refs)):
+        online.update(Gateway.objects.filter(pk__in=chunk).values_list("id", "is_online"))
+    for gateway_id, ref in refs.items():
         changes.gateways[ref.organization_id][gateway_id] = {
             "id": gateway_id,
             "uid": ref.uid,
-            "online": is_online,
+            "online": online.get(gateway_id, False),
             "last_seen": now.isoformat(),
         }
 
@@ -316,7 +193,7 @@ def _device_type_ids() -> dict[str, int]:
     return types
 
 
-def _discoveries(accepted, index: _DeviceIndex, now, changes: Changes) -> None:
+def _discoveries(accepted, index: DeviceIndex, now, changes: Changes) -> None:
     """New devices are born ``discovered``; known ones are adopted, seen, or rediscovered."""
     found = [
         (g, info) for g, msg in accepted if msg.type is MsgType.DISCOVERY for info in msg.items
@@ -333,7 +210,7 @@ def _discoveries(accepted, index: _DeviceIndex, now, changes: Changes) -> None:
         if row is None:
             if key not in new:
                 hardware_id = Device.normalise_hardware_id(info.get("hardware_id"))
-                if hardware_id in index.by_hardware:
+                if index.hardware_taken(gateway.organization_id, hardware_id):
                     hardware_id = None  # never steal another record's MAC/UID
                 new[key] = Device(
                     organization_id=gateway.organization_id,
@@ -359,17 +236,17 @@ def _discoveries(accepted, index: _DeviceIndex, now, changes: Changes) -> None:
             organization_id__in={org for org, _ in new},
             serial_number__in=[serial for _, serial in new],
             state=lifecycle.INITIAL_STATES["discovered"],
-        ).values(*_DeviceIndex.FIELDS)
+        ).values(*DeviceIndex.FIELDS)
         for row in created:
             if (row["organization_id"], row["serial_number"]) in new:
                 index.add(row)
                 changes.device_row(
                     row["organization_id"], row["id"], row["state"], row["serial_number"]
                 )
-    for chunk in _chunks(sorted(seen_ids)):
+    for chunk in chunks(sorted(seen_ids)):
         Device.objects.filter(pk__in=chunk).update(last_seen=now)
     for state, ids in reported.items():
-        for chunk in _chunks(sorted(ids)):
+        for chunk in chunks(sorted(ids)):
             Device.objects.filter(pk__in=chunk).update(reported_state=state)
     for gateway_id, ids in adopt.items():
         Device.objects.filter(pk__in=ids, gateway__isnull=True).update(gateway_id=gateway_id)
@@ -377,7 +254,7 @@ def _discoveries(accepted, index: _DeviceIndex, now, changes: Changes) -> None:
         ids = [row["id"] for row in rediscovered]
         lifecycle.apply_bulk(Device.objects.filter(pk__in=ids), lifecycle.Action.DISCOVER)
         for row in rediscovered:
-            row["state"] = DeviceState.DISCOVERED
+            row["state"] = lifecycle.next_state(row["state"], lifecycle.Action.DISCOVER)
             changes.device_row(
                 row["organization_id"], row["id"], row["state"], row["serial_number"]
             )
@@ -411,7 +288,7 @@ def _insert_events(db, rows: list[tuple]) -> None:
         cursor.executemany(sql, rows)
 
 
-def _events(accepted, index: _DeviceIndex, now, changes: Changes) -> int:
+def _events(accepted, index: DeviceIndex, now, changes: Changes) -> int:
     rows, seen = [], set()
     db = connections[DEFAULT_DB_ALIAS]  # the one ``ingest``'s transaction is on
     prep_data = DeviceEvent._meta.get_field("data").get_db_prep_save
@@ -452,7 +329,7 @@ def _events(accepted, index: _DeviceIndex, now, changes: Changes) -> int:
         changes.event_samples[org] = changes.event_samples[org][-SAMPLE_EVENTS:]
     if rows:
         _insert_events(db, rows)
-        for chunk in _chunks(sorted(seen)):
+        for chunk in chunks(sorted(seen)):
             _touch(chunk, now)
     return len(rows)
 

@@ -22,7 +22,7 @@ from devices import operations
 from devices.models import Gateway
 from devices.mqtt import make_client, set_nodelay
 from devices.operations.dispatch import QUEUE, pending_key
-from gateway.protocol import MsgType, encode_batches, topic
+from gateway.protocol import MsgType, encode_batches, seal_params, topic
 
 log = logging.getLogger(__name__)
 
@@ -59,10 +59,15 @@ class CommandPublisher:
             return cls._instance
 
     def publish(self, gateway_uid: str, secret: str, items: list[dict]) -> int:
-        """Sign and publish ``items`` in as few messages as fit; wait for the broker's acks."""
+        """Seal, sign and publish ``items`` in as few messages as fit; wait for the acks.
+
+        Access keys and download tokens are sealed to the gateway here, at the last
+        moment (the database keeps them encrypted at rest, the broker never sees them).
+        """
         deadline = time.monotonic() + PUBLISH_TIMEOUT_S
         if not self.connected.wait(PUBLISH_TIMEOUT_S):
             raise PublishFailed("the MQTT broker is not answering")
+        items = [seal_params(item, gateway_uid, secret) for item in items]
         infos = []
         for _part, payload in encode_batches(MsgType.COMMAND, gateway_uid, items, secret):
             infos.append(self.client.publish(topic(gateway_uid, MsgType.COMMAND), payload, qos=1))

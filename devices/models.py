@@ -87,6 +87,8 @@ class OperationQuerySet(OrganizationQuerySet):
             self.filter(bulk=bulk, state=OperationState.FAILED)
             .select_related("device", "gateway")
             .only(
+                "uid",
+                "generation",
                 "device__serial_number",
                 "device__state",
                 "gateway__name",
@@ -151,9 +153,22 @@ class Gateway(models.Model):
     last_seen = models.DateTimeField(null=True, blank=True)
     secret = EncryptedTextField(help_text="Signs every message of the gateway link (HMAC-SHA256).")
     secret_rotated_at = models.DateTimeField(null=True, blank=True)
+    broker_password_hash = models.CharField(
+        max_length=255,
+        blank=True,
+        editable=False,
+        help_text="PBKDF2 hash of the gateway's broker login (devices.broker); the password "
+        "itself is shown once.",
+    )
     agent_info = models.JSONField(
         default=dict, blank=True, help_text="What the agent said in its last hello."
     )
+    # The link's state is applied in the order the gateway signed it, whichever bridge
+    # sees what first: ts of the newest status (or hello) applied, and its session.
+    status_ts = models.BigIntegerField(
+        null=True, blank=True, editable=False, help_text="ms since the epoch, as signed."
+    )
+    session = models.CharField(max_length=32, blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
 
     objects = GatewayQuerySet.as_manager()
@@ -257,7 +272,11 @@ class Device(models.Model):
             models.UniqueConstraint(
                 fields=["organization", "serial_number"], name="device_unique_serial_per_org"
             ),
-            models.UniqueConstraint(fields=["hardware_id"], name="device_unique_hardware_id"),
+            # Identity is per organization: another tenant's gateway cannot claim a MAC
+            # or UID first and have this organization's batches refused.
+            models.UniqueConstraint(
+                fields=["organization", "hardware_id"], name="device_unique_hardware_id_per_org"
+            ),
         ]
         # The Devices widget's sorts and filters, each ending in id (its tiebreaker) so
         # PostgreSQL can read a deep page off the index instead of sorting 100,000 rows.
@@ -265,7 +284,6 @@ class Device(models.Model):
             models.Index(fields=["organization", "serial_number", "id"]),
             models.Index(fields=["organization", "state", "serial_number", "id"]),
             models.Index(fields=["organization", "name", "id"]),
-            models.Index(fields=["organization", "hardware_id"]),
             models.Index(fields=["organization", "device_type", "serial_number", "id"]),
             models.Index(fields=["organization", "gateway", "serial_number", "id"]),
             models.Index(fields=["organization", "updated_at", "id"]),
@@ -291,6 +309,19 @@ class Device(models.Model):
             and self.gateway.organization_id != self.organization_id
         ):
             raise ValidationError({"gateway": "This gateway belongs to another organization."})
+
+    def validate_constraints(self, exclude=None):
+        # The per-organization uniqueness, said of the field people typed.
+        hardware_id = self.normalise_hardware_id(self.hardware_id)
+        if hardware_id and self.organization_id and "hardware_id" not in (exclude or ()):
+            clash = Device.objects.filter(
+                organization_id=self.organization_id, hardware_id=hardware_id
+            ).exclude(pk=self.pk)
+            if clash.exists():
+                raise ValidationError(
+                    {"hardware_id": "Another device of this organization has this MAC or UID."}
+                )
+        super().validate_constraints(exclude=exclude)
 
     @property
     def state_colour(self) -> str:

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from gateway.agent import Agent
+from gateway.brokerurl import from_environment, parse_broker_url
 from gateway.config import ConfigError, load_config
 from gateway.simulate import build_configs, gateway_secrets, simulate
 
@@ -32,8 +33,15 @@ def _parser() -> argparse.ArgumentParser:
         help="give each gateway the devices gateway/fleet.py puts on it (the demo's), "
         "instead of --devices anonymous ones",
     )
-    sim.add_argument("--broker", default="mqtt://127.0.0.1:1883")
-    sim.add_argument("--broker-password", default=None)
+    sim.add_argument(
+        "--broker",
+        default=None,
+        help="mqtt[s]://host[:port] (default: $MQTT_URL, else mqtt://127.0.0.1:1883); "
+        "a login in it is ignored: each gateway logs in as itself",
+    )
+    sim.add_argument(
+        "--broker-password", default=None, help="for gateways the secrets file gives none"
+    )
     sim.add_argument(
         "--secrets", type=Path, help="JSON object uid -> secret, written by the portal"
     )
@@ -88,10 +96,11 @@ def main(argv: list[str] | None = None) -> int:
             "seed": args.seed,
             "fleet": args.fleet,
         }
+        broker = parse_broker_url(args.broker) if args.broker else from_environment()
         configs = build_configs(
             secrets,
             state_dir=args.state_dir.absolute(),
-            broker_url=args.broker,
+            broker_url=broker.without_login(tls_files=True),
             broker_password=args.broker_password,
             driver_options=options,
             concurrency=args.concurrency,

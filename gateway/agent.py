@@ -22,7 +22,16 @@ from gateway.config import AgentConfig
 from gateway.drivers import DriverError, OpContext, make_driver
 from gateway.images import ImageCache
 from gateway.outbox import Outbox
-from gateway.protocol import Message, ReplayGuard, decode, encode, new_id, now_ms, topic
+from gateway.protocol import (
+    Message,
+    ReplayGuard,
+    decode,
+    encode,
+    new_id,
+    now_ms,
+    open_params,
+    topic,
+)
 from gateway.store import Store
 
 log = logging.getLogger(__name__)
@@ -42,7 +51,7 @@ class Agent:
     def __init__(self, config: AgentConfig):
         self.config = config
         self.uid = config.gateway_uid
-        self.session = new_id()  # one per process start; the will names it
+        self.session = new_id()  # one per connection; the will and the statuses name it
         config.state_dir.mkdir(parents=True, exist_ok=True)
         self.store = Store(config.state_dir / "agent.sqlite3")
         self.driver = make_driver(config.driver, self.uid, config.driver_options, self.store)
@@ -68,10 +77,8 @@ class Agent:
             clean_session=False,  # the broker keeps commands sent while we are away
             protocol=mqtt.MQTTv311,
         )
-        c.username_pw_set(self.uid, self.config.broker_password)
-        if self.config.broker.scheme == "mqtts":
-            c.tls_set()
-        self._arm_will(c)
+        self.config.broker.configure(c, username=self.uid, password=self.config.broker_password)
+        c.on_pre_connect = self._on_pre_connect  # arms the will for each connection
         c.reconnect_delay_set(self.config.reconnect_min_s, self.config.reconnect_max_s)
         c.max_inflight_messages_set(self.config.max_inflight)
         c.suppress_exceptions = True  # a bug in a callback is logged, never kills the thread
@@ -82,13 +89,20 @@ class Agent:
         c.on_publish = self._on_publish
         return c
 
-    def _arm_will(self, client: mqtt.Client) -> None:
-        """The offline status the broker publishes if this connection dies."""
+    def _on_pre_connect(self, client, userdata) -> None:
+        """Before every connection attempt (paho's thread): a new session, and the offline
+        status the broker publishes if this connection dies, naming it.
+
+        A session per connection, not per program start: the portal applies a will only
+        while its session is the current one, so the will of a dropped connection that
+        reaches it after the gateway reconnected can never mark it offline.
+        """
+        self.session = new_id()
         will = self._status(GatewayStatus.OFFLINE, will=True)
         client.will_set(topic(self.uid, MsgType.STATUS), will, qos=1, retain=True)
 
-    def _status(self, state: GatewayStatus, *, will: bool = False) -> bytes:
-        body = {"state": state.value, "session": self.session, "will": will}
+    def _status(self, state: GatewayStatus, *, will: bool = False, session: str = "") -> bytes:
+        body = {"state": state.value, "session": session or self.session, "will": will}
         return encode(Message(MsgType.STATUS, self.uid, body), self.config.secret)
 
     def _on_connect(self, client, userdata, flags, reason_code, properties=None):
@@ -99,9 +113,8 @@ class Agent:
         with contextlib.suppress(OSError, AttributeError):
             client.socket().setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         dropped = [m.mid for m in client.drop_out_messages()]  # re-signed by the outbox
-        self._arm_will(client)  # for the next connection: a will id is used only once
         client.subscribe(topic(self.uid, MsgType.COMMAND), qos=1)
-        self.loop.call_soon_threadsafe(self._connected, dropped)
+        self.loop.call_soon_threadsafe(self._connected, dropped, self.session)
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties=None):
         self.loop.call_soon_threadsafe(self._disconnected)
@@ -130,12 +143,11 @@ class Agent:
 
     # -- on the loop --------------------------------------------------------------------
 
-    def _connected(self, dropped_mids: list[int]) -> None:
+    def _connected(self, dropped_mids: list[int], session: str) -> None:
         log.info("%s: connected to %s", self.uid, self.config.broker_url)
-        self.client.publish(
-            topic(self.uid, MsgType.STATUS), self._status(GatewayStatus.ONLINE), qos=1, retain=True
-        )
-        self.client.publish(topic(self.uid, MsgType.HELLO), self._hello(), qos=1)
+        online = self._status(GatewayStatus.ONLINE, session=session)
+        self.client.publish(topic(self.uid, MsgType.STATUS), online, qos=1, retain=True)
+        self.client.publish(topic(self.uid, MsgType.HELLO), self._hello(session), qos=1)
         self.outbox.reconnected(dropped_mids)
         self.connected.set()
         self._spawn(self._announce_devices())
@@ -146,11 +158,11 @@ class Agent:
         self.connected.clear()
         self.outbox.disconnected()
 
-    def _hello(self) -> bytes:
+    def _hello(self, session: str) -> bytes:
         body = {
             "agent": f"fleetgate-gateway/{__version__}",
             "driver": self.driver.name,
-            "session": self.session,
+            "session": session,
             "devices": self.driver.device_count(),
             "kinds": sorted(k.value for k in self.driver.kinds),
             "link": self.driver.link_state.value,
@@ -200,6 +212,13 @@ class Agent:
         if kind not in self.driver.kinds:
             reason = f"the {self.driver.name} driver cannot {kind}"
             return {**result, "code": ResultCode.UNSUPPORTED.value, "reason": reason}
+        try:
+            # Opened here, in memory only: the store keeps the sealed form, and scrubs
+            # even that once the operation finished (Store.complete).
+            op = {**op, "params": open_params(op, self.uid, self.config.secret)}
+        except ProtocolError as e:
+            reason = _one_line(e.detail) or "bad parameters"
+            return {**result, "code": ResultCode.BAD_PARAMS.value, "reason": reason, "at": now_ms()}
         ctx = OpContext(self.uid, self._reporter(op_id, ProgressPhase.TRANSFER))
         is_image = kind == OpKind.LOAD_IMAGE
         try:
@@ -334,18 +353,31 @@ class Agent:
             self._spawn(self._run(op))
         self._spawn(self._prune_forever())
         cfg = self.config
-        self.client.connect_async(cfg.broker.hostname, cfg.broker_port, keepalive=cfg.keepalive_s)
+        self.client.connect_async(cfg.broker.host, cfg.broker.port, keepalive=cfg.keepalive_s)
         self.client.loop_start()
 
     async def stop(self, timeout: float = 5.0) -> None:
-        """Finish politely: results written, queued messages delivered, offline announced."""
+        """Finish politely: devices quiet, results written, everything delivered, offline.
+
+        The driver stops first. Its devices emit events until it does, and an event
+        emitted after the outbox drained was queued behind a disconnect and lost (the
+        event ``test_bridge_restart[sigterm]`` missed under load): stopping the source
+        before draining makes "drained" mean "everything the devices said".
+        """
         self._stopping = True
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.driver.stop()
         self._commit_finished()
         if self.connected.is_set():
-            await self.outbox.drain(timeout)
+            if not await self.outbox.drain(timeout):
+                log.warning(
+                    "%s: stopping with %d messages undelivered (results are sent again at"
+                    " the next start; events are lost)",
+                    self.uid,
+                    self.outbox.backlog,
+                )
             info = self.client.publish(
                 topic(self.uid, MsgType.STATUS),
                 self._status(GatewayStatus.OFFLINE),
@@ -359,5 +391,4 @@ class Agent:
         self.client.disconnect()
         self.client.loop_stop()
         self._mark_sent()
-        await self.driver.stop()
         self.store.close()

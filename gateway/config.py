@@ -10,8 +10,8 @@ import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
+from gateway.brokerurl import BrokerURL, BrokerURLError, parse_broker_url
 from gateway.schema import UID_RE
 
 
@@ -45,8 +45,15 @@ class AgentConfig:
             raise ConfigError("gateway_uid: letters, digits, '-' and '_' only (1..64)")
         if not isinstance(self.secret, str) or len(self.secret) < 16:
             raise ConfigError("secret: at least 16 characters (the portal shows it once)")
-        if self.broker.scheme not in ("mqtt", "mqtts") or not self.broker.hostname:
-            raise ConfigError("broker_url: expected mqtt://host[:port] or mqtts://host[:port]")
+        try:
+            broker = self.broker
+        except BrokerURLError as e:
+            raise ConfigError(f"broker_url: {e}") from None
+        if broker.username or broker.password is not None:
+            raise ConfigError(
+                "broker_url: no login in the URL; the user name is the gateway uid and the "
+                "password goes in broker_password"
+            )
         if not isinstance(self.driver_options, dict):
             raise ConfigError("driver_options: expected a table/object")
         for name in ("concurrency", "batch_window_ms", "max_inflight", "keepalive_s"):
@@ -54,12 +61,14 @@ class AgentConfig:
                 raise ConfigError(f"{name}: must be at least 1")
 
     @property
-    def broker(self):
-        return urlsplit(self.broker_url)
+    def broker(self) -> BrokerURL:
+        """The parsed ``broker_url``: TLS files only from its query, never the environment
+        (a config file says everything about the gateway it configures)."""
+        return parse_broker_url(self.broker_url, env={})
 
     @property
     def broker_port(self) -> int:
-        return self.broker.port or (8883 if self.broker.scheme == "mqtts" else 1883)
+        return self.broker.port
 
 
 _FIELDS = {f.name: f for f in fields(AgentConfig)}

@@ -10,15 +10,23 @@ fixed-length suffix off again, so it never re-serialises (no canonical-JSON rule
 disagree about) and refuses a forgery before parsing it.
 """
 
+import base64
+import functools
 import hashlib
 import hmac
 import json
+import os
 import re
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from gateway.codes import (
     BATCH_KEY,
@@ -42,7 +50,15 @@ from gateway.codes import (
     ResultCode,
 )
 from gateway.replay import ReplayGuard
-from gateway.schema import HEX32_RE, MAX_SAFE_INT, UID_RE, validate_body
+from gateway.schema import (
+    HEX32_RE,
+    MAX_SAFE_INT,
+    SEALED,
+    SECRET_PARAMS,
+    UID_RE,
+    opened_params,
+    validate_body,
+)
 
 __all__ = [
     "BATCH_KEY",
@@ -66,16 +82,21 @@ __all__ = [
     "Reason",
     "ReplayGuard",
     "ResultCode",
+    "SEALED",
+    "SECRET_PARAMS",
     "SecretLookup",
     "batches",
-    "check_devices",
     "decode",
     "device_refs",
+    "drop_foreign",
     "encode",
     "encode_batches",
+    "item_devices",
     "new_id",
     "now_ms",
+    "open_params",
     "parse_topic",
+    "seal_params",
     "shared_subscription",
     "sign",
     "topic",
@@ -94,7 +115,25 @@ def _refuse_constant(name: str):
     raise ValueError(f"{name} is not JSON")
 
 
-_JSON = json.JSONDecoder(parse_constant=_refuse_constant)
+class DuplicateMember(ValueError):
+    pass
+
+
+def _object(pairs: list[tuple[str, Any]]) -> dict:
+    """Every JSON object, at every level: a name given twice is malformed (section 3).
+
+    Python's default keeps the last value silently, so two receivers that keep the first
+    and the last would act on different messages with one signature.
+    """
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        seen: set[str] = set()
+        name = next(k for k, _ in pairs if k in seen or seen.add(k))
+        raise DuplicateMember(f"duplicate member name {name[:70]!r}")
+    return obj
+
+
+_JSON = json.JSONDecoder(parse_constant=_refuse_constant, object_pairs_hook=_object)
 _dumps = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
 
 SecretLookup = Callable[[str], bytes | str | None]
@@ -128,9 +167,9 @@ class Message:
 # -- topics -------------------------------------------------------------------------
 
 
-def topic(gateway_uid: str, channel: Channel | MsgType) -> str:
-    if isinstance(channel, MsgType):
-        channel = CHANNEL_OF[channel]
+def topic(gateway_uid: str, channel: Channel | MsgType | str) -> str:
+    """``channel``: a Channel (or its name), or a message type (its channel)."""
+    channel = CHANNEL_OF[channel] if isinstance(channel, MsgType) else Channel(channel)
     return f"{TOPIC_ROOT}/{gateway_uid}/{channel.value}"
 
 
@@ -226,6 +265,8 @@ def decode(
         raise ProtocolError(Reason.BAD_SIGNATURE, "signature does not match")
     try:
         obj = _JSON.decode(signed.decode("utf-8"))
+    except DuplicateMember as e:
+        raise ProtocolError(Reason.MALFORMED, str(e)) from None
     except (ValueError, RecursionError) as e:
         raise ProtocolError(Reason.MALFORMED, f"not JSON: {str(e)[:80]}") from None
     if type(obj) is not dict:
@@ -243,6 +284,82 @@ def decode(
         replay_guard.check(obj["id"], obj["ts"], now_ms_, windowed=msg_type is not MsgType.STATUS)
     validate_body(msg_type, obj["body"])
     return Message(msg_type, uid, obj["body"], obj["id"], obj["ts"], obj["v"])
+
+
+# -- sealed parameters ----------------------------------------------------------------
+#
+# Access keys and download tokens are encrypted end to end to their gateway: the broker
+# and its other clients see only ``"sealed"``. Key: HKDF-SHA256 of the gateway's secret
+# (salt SEAL_SALT, info SEAL_INFO), 32 bytes, for AES-256-GCM. Associated data: the
+# gateway uid, the operation id and its kind, so a sealed value opens only in the
+# operation it was made for. ``sealed`` is base64url (no padding) of a fresh 12-byte
+# nonce, then the ciphertext with its 16-byte tag; the plaintext is the compact JSON
+# object of the secret members. docs/gateway-protocol.md section 7 has a test vector.
+
+SEAL_SALT = b"fleetgate/v1"
+SEAL_INFO = b"sealed params"
+SEAL_NONCE_BYTES = 12
+
+
+def seal_key(secret: bytes | str) -> bytes:
+    """The AES-256 key for a gateway's sealed parameters, derived from its secret."""
+    hkdf = HKDF(algorithm=hashes.SHA256(), length=32, salt=SEAL_SALT, info=SEAL_INFO)
+    return hkdf.derive(_key(secret))
+
+
+@functools.lru_cache(maxsize=4096)
+def _sealer(secret: bytes) -> AESGCM:
+    """One derivation per secret: a worker seals for many gateways, each many times."""
+    return AESGCM(seal_key(secret))
+
+
+def seal_aad(gateway_uid: str, op_id: str, kind: str) -> bytes:
+    return f"fleetgate/v1/sealed\n{gateway_uid}\n{op_id}\n{kind}".encode()
+
+
+def seal_params(op: dict, gateway_uid: str, secret: bytes | str, *, nonce: bytes | None = None):
+    """``op`` with its secret parameters moved into ``params.sealed`` (others stay readable).
+
+    Returns ``op`` itself when it has nothing secret. ``nonce`` is for test vectors only.
+    """
+    names = SECRET_PARAMS.get(op["kind"])
+    params = op.get("params")
+    if not names or not params or not names & params.keys():
+        return op
+    hidden = {k: params[k] for k in sorted(names & params.keys())}
+    nonce = nonce or os.urandom(SEAL_NONCE_BYTES)
+    box = _sealer(_key(secret)).encrypt(
+        nonce, _dumps(hidden).encode(), seal_aad(gateway_uid, op["op"], op["kind"])
+    )
+    rest = {k: v for k, v in params.items() if k not in names}
+    rest[SEALED] = base64.urlsafe_b64encode(nonce + box).rstrip(b"=").decode()
+    return {**op, "params": rest}
+
+
+def open_params(op: dict, gateway_uid: str, secret: bytes | str) -> dict:
+    """The operation's parameters with ``sealed`` opened and checked, or ProtocolError.
+
+    A value that does not open (another gateway's key, moved from another operation,
+    altered) is MALFORMED; the agent answers that operation ``bad_params``.
+    """
+    params = dict(op.get("params") or {})
+    sealed = params.pop(SEALED, None)
+    if sealed is not None:
+        aad = seal_aad(gateway_uid, op["op"], op["kind"])
+        try:
+            raw = base64.urlsafe_b64decode(sealed + "=" * (-len(sealed) % 4))
+            nonce, box = raw[:SEAL_NONCE_BYTES], raw[SEAL_NONCE_BYTES:]
+            hidden = _JSON.decode(_sealer(_key(secret)).decrypt(nonce, box, aad).decode())
+        except (InvalidTag, ValueError):
+            raise ProtocolError(
+                Reason.MALFORMED, "params.sealed: does not open for this gateway and operation"
+            ) from None
+        names = SECRET_PARAMS.get(op["kind"], frozenset())
+        if type(hidden) is not dict or not hidden.keys() <= names or hidden.keys() & params.keys():
+            raise ProtocolError(Reason.MALFORMED, "params.sealed: holds unexpected members")
+        params.update(hidden)
+    opened_params(op["kind"], params)
+    return params
 
 
 # -- batching -----------------------------------------------------------------------
@@ -291,24 +408,39 @@ def encode_batches(
 # -- devices a message speaks for -----------------------------------------------------
 
 
-def device_refs(msg: Message) -> list[dict]:
-    """Every device a message names (``serial`` and, when given, ``hardware_id``)."""
-    t = msg.type
-    if t is MsgType.DISCOVERY:
-        return list(msg.body["devices"])
-    if t in (MsgType.EVENT, MsgType.COMMAND):
-        return [item["device"] for item in msg.items]
-    if t is MsgType.RESULT:
-        return [item["device"] for item in msg.body["results"] if "device" in item]
+def item_devices(msg_type: MsgType, item: dict) -> list[dict]:
+    """The devices one batch item names (``serial`` and, when given, ``hardware_id``)."""
+    if msg_type is MsgType.DISCOVERY:
+        return [item]
+    if msg_type in (MsgType.EVENT, MsgType.COMMAND) or "device" in item:
+        return [item["device"]]
     return []
 
 
-def check_devices(msg: Message, owns: Callable[[dict], bool]) -> None:
-    """Raise FOREIGN_DEVICE when the gateway speaks for a device that is not its own.
+def device_refs(msg: Message) -> list[dict]:
+    """Every device a message names."""
+    if msg.type not in BATCH_KEY:
+        return []
+    return [ref for item in msg.items for ref in item_devices(msg.type, item)]
 
-    ``owns(ref)`` is the receiver's rule (the bridge: the device is unknown, or belongs
-    to this gateway and its organization).
+
+def drop_foreign(msg: Message, owns: Callable[[dict], bool]) -> tuple[Message | None, list[dict]]:
+    """Split a batch into what its gateway may speak for and the items it may not.
+
+    ``owns(item)`` is the receiver's rule (the bridge: every device the item names is
+    bound to this gateway or to none in its organization, and a result or progress item
+    belongs to an operation sent to this gateway). Returns the message with the items
+    kept (None when none are) and the dropped items, which the receiver counts as
+    FOREIGN_DEVICE: one gateway's bad item never costs the rest of its batch.
     """
-    for ref in device_refs(msg):
-        if not owns(ref):
-            raise ProtocolError(Reason.FOREIGN_DEVICE, f"device {ref.get('serial')!r}")
+    if msg.type not in BATCH_KEY:
+        return msg, []
+    kept, dropped = [], []
+    for item in msg.items:
+        (kept if owns(item) else dropped).append(item)
+    if not dropped:
+        return msg, []
+    if not kept:
+        return None, dropped
+    body = {**msg.body, BATCH_KEY[msg.type]: kept}
+    return Message(msg.type, msg.gw, body, msg.id, msg.ts, msg.v), dropped

@@ -36,9 +36,14 @@ class ReplayGuard:
 
         ``windowed=False`` is for status messages, which are state assertions that may
         be old when they arrive (retained, or a last will signed at connect time); they
-        are remembered from their arrival and still refused when they come twice.
+        are remembered from their arrival and still refused when they come twice. No
+        message may be further ahead of ``now_ms`` than the window.
         """
-        if windowed and abs(ts_ms - now_ms) > self.window_ms:
+        if ts_ms - now_ms > self.window_ms:
+            # Never from the future, statuses included: the portal orders statuses by ts,
+            # and one signed far ahead would shadow every later one.
+            raise ProtocolError(Reason.REPLAYED, "timestamp ahead of the accepted window")
+        if windowed and now_ms - ts_ms > self.window_ms:
             raise ProtocolError(Reason.REPLAYED, "timestamp outside the accepted window")
         with self._lock:
             if msg_id in self._seen or msg_id in self._unwindowed:

@@ -192,33 +192,67 @@ device_info = record(
 )
 
 _config_params = {"config": flat_object, "name": text(120)}
-PARAMS: dict[str, Checker] = {
-    OpKind.ENROLL: record(
-        {
-            "device_type": text(80),
-            "name": text(120),
-            "location": text(255),
-            "code": text(128),
-            "organization": text(64),
-            "config": flat_object,
-        }
-    ),
-    OpKind.PROVISION: record(_config_params),
-    OpKind.REPROVISION: record(_config_params),
-    OpKind.DEPROVISION: record({}),
-    OpKind.UNENROLL: record({}),
-    OpKind.WINK: record({"seconds": integer(1, 600)}),
-    OpKind.LOAD_IMAGE: record(
-        {
-            "url": url,
-            "sha256": pattern(SHA256_RE, "64 lowercase hex digits"),
-            "size": integer(1, 2**40),
-            "token": text(512),
-            "version": text(64),
-            "name": text(255),
-        },
-        required=("url", "sha256", "size", "token"),
-    ),
+# The parameters as the gateway acts on them, after the sealed ones are opened.
+OPEN_PARAMS: dict[str, dict[str, Checker]] = {
+    OpKind.ENROLL: {
+        "device_type": text(80),
+        "name": text(120),
+        "location": text(255),
+        "code": text(128),
+        "organization": text(64),
+        "config": flat_object,
+    },
+    OpKind.PROVISION: _config_params,
+    OpKind.REPROVISION: _config_params,
+    OpKind.DEPROVISION: {},
+    OpKind.UNENROLL: {},
+    OpKind.WINK: {"seconds": integer(1, 600)},
+    OpKind.LOAD_IMAGE: {
+        "url": url,
+        "sha256": pattern(SHA256_RE, "64 lowercase hex digits"),
+        "size": integer(1, 2**40),
+        "token": text(512),
+        "version": text(64),
+        "name": text(255),
+    },
+}
+REQUIRED_PARAMS: dict[str, tuple[str, ...]] = {
+    OpKind.LOAD_IMAGE: ("url", "sha256", "size", "token"),
+}
+# Parameters that never cross the broker in the clear: they travel inside ``sealed``
+# (AES-GCM under a key derived from the gateway's secret; gateway.protocol.seal_params).
+SECRET_PARAMS: dict[str, frozenset[str]] = {
+    OpKind.ENROLL: frozenset({"code"}),  # the device label's access key
+    OpKind.LOAD_IMAGE: frozenset({"token"}),  # the image download's bearer token
+}
+SEALED = "sealed"
+SEALED_RE = re.compile(r"[A-Za-z0-9_-]{40,4096}")  # base64url, no padding
+sealed_text = pattern(SEALED_RE, "base64url of nonce, ciphertext and tag (40..4096 characters)")
+
+
+def _wire_params(kind: str) -> Checker:
+    """What a command may carry: the secret members only inside ``sealed``."""
+    secret = SECRET_PARAMS.get(kind, frozenset())
+    spec = {k: c for k, c in OPEN_PARAMS[kind].items() if k not in secret}
+    if secret:
+        spec[SEALED] = sealed_text
+    required = tuple(k for k in REQUIRED_PARAMS.get(kind, ()) if k not in secret)
+    if secret & set(REQUIRED_PARAMS.get(kind, ())):
+        required += (SEALED,)
+    check = record(spec, required=required)
+
+    def checker(v):
+        if type(v) is dict and secret & v.keys():
+            name = sorted(secret & v.keys())[0]
+            fail(f'.{name}: a secret parameter travels only inside "sealed"')
+        check(v)
+
+    return checker
+
+
+PARAMS: dict[str, Checker] = {kind: _wire_params(kind) for kind in OPEN_PARAMS}
+OPENED: dict[str, Checker] = {
+    kind: record(spec, required=REQUIRED_PARAMS.get(kind, ())) for kind, spec in OPEN_PARAMS.items()
 }
 
 _op_shape = record(
@@ -231,6 +265,14 @@ def operation(v):
     _op_shape(v)
     try:
         PARAMS[v["kind"]](v.get("params", {}))
+    except ProtocolError as e:
+        raise _prefixed("params", e) from None
+
+
+def opened_params(kind: str, params: Any) -> None:
+    """Check the parameters once the sealed ones are opened (what the driver gets)."""
+    try:
+        OPENED[kind](params)
     except ProtocolError as e:
         raise _prefixed("params", e) from None
 

@@ -27,28 +27,45 @@ def derive_secret(seed: str, uid: str) -> str:
     return hmac.new(seed.encode(), uid.encode(), hashlib.sha256).hexdigest()
 
 
+def _credentials(value) -> dict | None:
+    """A secrets file entry: ``"<secret>"`` or ``{"secret": …, "broker_password": …}``."""
+    if isinstance(value, str):
+        return {"secret": value}
+    if (
+        isinstance(value, dict)
+        and isinstance(value.get("secret"), str)
+        and set(value) <= {"secret", "broker_password"}
+        and isinstance(value.get("broker_password", ""), str)
+    ):
+        return dict(value)
+    return None
+
+
 def gateway_secrets(
     *, secrets_file: Path | None, secret_seed: str | None, gateways: int | None, prefix: str
-) -> dict[str, str]:
-    """uid -> secret: from the portal's JSON file, or derived from a seed for ``gateways`` uids."""
+) -> dict[str, dict]:
+    """uid -> {"secret", optional "broker_password"}: from the portal's JSON file (written
+    by ``manage.py gateway_secrets``), or secrets derived from a seed for ``gateways`` uids."""
     if secrets_file:
         data = json.loads(Path(secrets_file).read_text(encoding="utf-8"))
-        if not isinstance(data, dict) or not all(
-            isinstance(k, str) and isinstance(v, str) for k, v in data.items()
-        ):
-            raise ConfigError(f"{secrets_file}: expected a JSON object of uid -> secret")
-        uids = sorted(data)[:gateways] if gateways else sorted(data)
-        return {uid: data[uid] for uid in uids}
+        entries = {k: _credentials(v) for k, v in data.items()} if isinstance(data, dict) else {}
+        if not isinstance(data, dict) or None in entries.values():
+            raise ConfigError(
+                f"{secrets_file}: expected a JSON object of uid -> secret "
+                '(or -> {"secret": …, "broker_password": …})'
+            )
+        uids = sorted(entries)[:gateways] if gateways else sorted(entries)
+        return {uid: entries[uid] for uid in uids}
     if not secret_seed:
         raise ConfigError("give --secrets FILE (from the portal) or --secret-seed TEXT")
     count = gateways or 50
     width = max(3, len(str(count)))
     uids = [f"{prefix}{i:0{width}d}" for i in range(1, count + 1)]
-    return {uid: derive_secret(secret_seed, uid) for uid in uids}
+    return {uid: {"secret": derive_secret(secret_seed, uid)} for uid in uids}
 
 
 def build_configs(
-    secrets: dict[str, str],
+    secrets: dict[str, dict],
     *,
     state_dir: Path,
     broker_url: str,
@@ -56,18 +73,19 @@ def build_configs(
     driver_options: dict,
     concurrency: int,
 ) -> list[AgentConfig]:
+    """One agent config per gateway; a gateway's own broker password wins over the shared one."""
     return [
         AgentConfig(
             gateway_uid=uid,
-            secret=secret,
+            secret=credentials["secret"],
             state_dir=state_dir / uid,
             broker_url=broker_url,
-            broker_password=broker_password,
+            broker_password=credentials.get("broker_password") or broker_password,
             driver="simulated",
             driver_options=dict(driver_options),
             concurrency=concurrency,
         )
-        for uid, secret in secrets.items()
+        for uid, credentials in secrets.items()
     ]
 
 

@@ -4,6 +4,11 @@ SQLite in WAL mode with ``synchronous=FULL``: every transaction is atomic and su
 a power cut, which a gateway box will see. Callers group writes (one transaction per
 command batch or result batch), so durability costs one sync per batch, not per device.
 One connection shared by the MQTT thread and the event loop, guarded by a lock.
+
+Secrets: an operation is stored as received, so its access key or download token only
+ever reaches the disk sealed (``params.sealed``, gateway.protocol.seal_params); once the
+operation finished even that is removed from the row, with ``secure_delete`` zeroing the
+freed bytes and a truncating checkpoint clearing the write-ahead log's copy.
 """
 
 import json
@@ -41,9 +46,11 @@ class Store:
         self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
+        self._db.execute("PRAGMA secure_delete=ON")  # freed bytes are zeroed, not left
         self._db.executescript(SCHEMA)
         self._lock = threading.RLock()
         self._depth = 0
+        self._scrubbed = False
 
     def close(self) -> None:
         with self._lock:
@@ -62,11 +69,16 @@ class Store:
             except BaseException:
                 self._depth -= 1
                 if outer:
+                    self._scrubbed = False
                     self._db.execute("ROLLBACK")
                 raise
             self._depth -= 1
             if outer:
                 self._db.execute("COMMIT")
+                if self._scrubbed:
+                    self._scrubbed = False
+                    # The write-ahead log still holds the pages as they were before.
+                    self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
     # -- operations ---------------------------------------------------------------------
 
@@ -93,8 +105,16 @@ class Store:
         return new, done
 
     def complete(self, results: Iterable[dict]) -> None:
+        """Record results; the finished operations' sealed parameters are scrubbed."""
+        results = list(results)
         now = time.time()
         with self.transaction() as db:
+            scrub = db.executemany(
+                "UPDATE ops SET op = json_remove(op, '$.params.sealed')"
+                " WHERE op_id = ? AND json_type(op, '$.params.sealed') IS NOT NULL",
+                [(r["op"],) for r in results],
+            )
+            self._scrubbed |= scrub.rowcount > 0  # the log is cleared after the commit
             db.executemany(
                 "UPDATE ops SET result = ?, sent = 0, updated = ? WHERE op_id = ?",
                 [(json.dumps(r), now, r["op"]) for r in results],

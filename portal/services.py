@@ -11,11 +11,9 @@ program on the port) is said in that client's words. Every step gives up after
 
 import math
 import socket
-import time
 from dataclasses import dataclass
-from urllib.parse import unquote, urlsplit
+from urllib.parse import urlsplit
 
-import paho.mqtt.client as mqtt
 import psycopg
 import redis
 from django.conf import settings
@@ -29,7 +27,6 @@ START_REDIS = (
     "redis-server --daemonize yes --bind 127.0.0.1 --port {port} --save '' --appendonly no"
     " (Debian package: redis-server)"
 )
-START_MOSQUITTO = "mosquitto -d -p {port} (Debian package: mosquitto)"
 START_POSTGRES = "service postgresql start (Debian package: postgresql)"
 
 
@@ -47,13 +44,13 @@ class NotAnswering(Exception):
     """Nothing accepted the connection (refused, timed out, unknown host)."""
 
 
-def _reason(exc: BaseException) -> str:
+def reason(exc: BaseException) -> str:
     if isinstance(exc, TimeoutError | socket.timeout):
         return "timed out"
     return getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
 
 
-def _reachable(address, timeout: float) -> None:
+def reachable(address, timeout: float) -> None:
     """Open and close a connection to ``(host, port)`` or a Unix socket path."""
     try:
         if isinstance(address, str):
@@ -63,16 +60,16 @@ def _reachable(address, timeout: float) -> None:
         else:
             socket.create_connection(address, timeout=timeout).close()
     except OSError as exc:
-        raise NotAnswering(_reason(exc)) from exc
+        raise NotAnswering(reason(exc)) from exc
 
 
-def _missing(name, where, why, start) -> ServiceStatus:
+def missing(name, where, why, start) -> ServiceStatus:
     return ServiceStatus(
         name, False, f"{name} is not answering at {where} ({why}) — start it: {start}"
     )
 
 
-def _wrong(name, where, detail, hint=ELSEWHERE) -> ServiceStatus:
+def wrong(name, where, detail, hint=ELSEWHERE) -> ServiceStatus:
     return ServiceStatus(
         name, False, f"{name} at {where} did not answer as expected ({detail}) — {hint}"
     )
@@ -92,75 +89,21 @@ def check_redis(url: str | None = None, timeout: float = TIMEOUT) -> ServiceStat
     host, port = parts.hostname or "127.0.0.1", parts.port or 6379
     where = f"{host}:{port}"
     try:
-        _reachable((host, port), timeout)
+        reachable((host, port), timeout)
     except NotAnswering as exc:
-        return _missing(name, where, exc, START_REDIS.format(port=port))
+        return missing(name, where, exc, START_REDIS.format(port=port))
     client = redis.Redis.from_url(
         url, socket_connect_timeout=timeout, socket_timeout=timeout, retry_on_timeout=False
     )
     try:
         client.ping()
     except redis.AuthenticationError as exc:
-        return _wrong(name, where, f"login refused: {exc}", "put the right password in REDIS_URL")
+        return wrong(name, where, f"login refused: {exc}", "put the right password in REDIS_URL")
     except redis.RedisError as exc:
-        return _wrong(name, where, _reason(exc.__context__ or exc))
+        return wrong(name, where, reason(exc.__context__ or exc))
     finally:
         client.close()
     return ServiceStatus(name, True, f"Redis answers at {where}")
-
-
-# --- Mosquitto (MQTT) ----------------------------------------------------------------------
-
-
-def check_mqtt(url: str | None = None, timeout: float = TIMEOUT) -> ServiceStatus:
-    """CONNECT through paho (the portal's own MQTT client) and expect an accepting CONNACK."""
-    name, url = "Mosquitto (MQTT)", url or settings.MQTT_URL
-    parts = urlsplit(url)
-    if parts.scheme not in ("mqtt", "tcp", "mqtts", "ssl"):
-        return ServiceStatus(
-            name, False, f"MQTT_URL must start with mqtt:// or mqtts://, not {redact(url)!r}"
-        )
-    secure = parts.scheme in ("mqtts", "ssl")
-    host, port = parts.hostname or "127.0.0.1", parts.port or (8883 if secure else 1883)
-    where = f"{host}:{port}"
-    try:
-        _reachable((host, port), timeout)
-    except NotAnswering as exc:
-        return _missing(name, where, exc, START_MOSQUITTO.format(port=port))
-    client = mqtt.Client(
-        callback_api_version=mqtt.CallbackAPIVersion.VERSION2,
-        client_id="fleetgate-preflight",
-        protocol=mqtt.MQTTv311,
-    )
-    if parts.username:
-        client.username_pw_set(
-            unquote(parts.username), unquote(parts.password) if parts.password else None
-        )
-    if secure:
-        client.tls_set()
-    client.connect_timeout = timeout
-    answers = []
-    client.on_connect = lambda c, userdata, flags, reason_code, props: answers.append(reason_code)
-    try:
-        client.connect(host, port, keepalive=max(5, math.ceil(timeout)))
-        deadline = time.monotonic() + timeout
-        while not answers and time.monotonic() < deadline:
-            client.loop(timeout=0.05)
-    except OSError as exc:
-        return _wrong(name, where, f"no CONNACK: {_reason(exc)}")
-    finally:
-        client.disconnect()
-        client.loop(timeout=0.01)  # sends the DISCONNECT: the broker logs a clean goodbye
-    if not answers:
-        return _wrong(name, where, "no CONNACK: timed out")
-    if answers[0].is_failure:
-        return _wrong(
-            name,
-            where,
-            f"CONNECT refused: {str(answers[0]).lower()}",
-            "check the user and password in MQTT_URL",
-        )
-    return ServiceStatus(name, True, f"Mosquitto (MQTT) answers at {where}")
 
 
 # --- PostgreSQL ----------------------------------------------------------------------------
@@ -180,9 +123,9 @@ def check_postgres(database: dict | None = None, timeout: float = TIMEOUT) -> Se
     address = f"{host}/.s.PGSQL.{port}" if host.startswith("/") else (host, port)
     where = address if isinstance(address, str) else f"{host}:{port}"
     try:
-        _reachable(address, timeout)
+        reachable(address, timeout)
     except NotAnswering as exc:
-        return _missing(name, where, exc, START_POSTGRES)
+        return missing(name, where, exc, START_POSTGRES)
     login = {
         "host": host,
         "port": port,
@@ -196,7 +139,7 @@ def check_postgres(database: dict | None = None, timeout: float = TIMEOUT) -> Se
     except psycopg.OperationalError as exc:
         said = " ".join(str(exc).split())
         if "FATAL" not in said:  # the server never spoke PostgreSQL's protocol
-            return _wrong(name, where, said[:120])
+            return wrong(name, where, said[:120])
         refusal = said[said.index("FATAL") :][:120]
         return ServiceStatus(
             name, True, f"PostgreSQL answers at {where}, but refused the login ({refusal})"
@@ -206,4 +149,10 @@ def check_postgres(database: dict | None = None, timeout: float = TIMEOUT) -> Se
     )
 
 
-CHECKS = {"redis": check_redis, "mqtt": check_mqtt, "db": check_postgres}
+# Name → check; apps that own a service add theirs (``register``): the MQTT broker is the
+# devices app's (devices/preflight.py), since the portal core knows no gateway.
+CHECKS = {"redis": check_redis, "db": check_postgres}
+
+
+def register(name: str, check) -> None:
+    CHECKS[name] = check

@@ -129,6 +129,9 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # --- Services
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
 MQTT_URL = os.environ.get("MQTT_URL", "mqtt://127.0.0.1:1883")
+# Where the broker's password and ACL files live, when the portal manages them: written
+# again on every gateway change (devices.broker, manage.py broker_config).
+BROKER_CONFIG_DIR = os.environ.get("FLEETGATE_BROKER_CONFIG_DIR", "")
 
 RQ_QUEUES = {
     "default": {"URL": REDIS_URL, "DEFAULT_TIMEOUT": 900},

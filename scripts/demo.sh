@@ -13,8 +13,8 @@ export DEBUG="${DEBUG:-true}"
 
 ensure_venv
 ensure_redis
-ensure_mosquitto
-"$PY" manage.py preflight --require redis,mqtt
+ensure_mosquitto_installed
+"$PY" manage.py preflight --require redis
 mkdir -p var/log
 
 # The portal's demo devices and the simulated gateways' devices are one fleet
@@ -53,10 +53,15 @@ stop_all() {
   trap '' INT TERM HUP
   [ "${#pids[@]}" -gt 0 ] || return 0
   say "Stopping the demo"
-  # The gateways first: they say goodbye (offline) while the bridge still listens.
-  local i
+  # The gateways first: they say goodbye (offline) while the bridge still listens;
+  # the broker last, so nobody loses it on the way out.
+  local i rest=() broker=()
   for i in "${!names[@]}"; do [ "${names[$i]}" != gateways ] || stop "${pids[$i]}"; done
-  stop "${pids[@]}"
+  for i in "${!names[@]}"; do
+    if [ "${names[$i]}" = mosquitto ]; then broker+=("${pids[$i]}"); else rest+=("${pids[$i]}"); fi
+  done
+  [ "${#rest[@]}" -eq 0 ] || stop "${rest[@]}"
+  [ "${#broker[@]}" -eq 0 ] || stop "${broker[@]}"
   pids=()
 }
 interrupted() { stop_all; exit 0; }
@@ -66,7 +71,13 @@ trap interrupted INT TERM HUP
 # stops them in order (above) rather than all at once.
 set -m
 
-"$PY" manage.py gateway_secrets --organization demo other --out var/sim-secrets.json
+# The demo's own broker with accounts: each simulated gateway gets a broker password.
+"$PY" manage.py gateway_secrets --organization demo other --out var/sim-secrets.json \
+  --broker-passwords
+demo_broker_config
+start mosquitto "$MOSQUITTO" -c var/mosquitto/mosquitto.conf
+wait_port "$DEMO_MQTT_PORT" "The demo's Mosquitto"
+"$PY" manage.py preflight --require mqtt
 # The labels of the gateways' new, unenrolled devices, for trying batch enrollment.
 "$PY" manage.py simulated_keys --organization demo --out var/demo-enroll.csv
 start portal "$PY" manage.py runserver "$HOST:$PORT" --noreload

@@ -69,9 +69,15 @@ ensure_redis() {
   wait_port 6379 Redis
 }
 
+ensure_mosquitto_installed() {
+  command -v mosquitto >/dev/null || [ -x /usr/sbin/mosquitto ] || apt_install mosquitto
+}
+MOSQUITTO="$(command -v mosquitto || echo /usr/sbin/mosquitto)"
+
+# The test suite's broker: anonymous, on 1883.
 ensure_mosquitto() {
   port_open 1883 && return 0
-  command -v mosquitto >/dev/null || [ -x /usr/sbin/mosquitto ] || apt_install mosquitto
+  ensure_mosquitto_installed
   say "Starting Mosquitto on 127.0.0.1:1883"
   if [ -r /etc/mosquitto/mosquitto.conf ] && [ "$(id -u)" -eq 0 ]; then
     /usr/sbin/mosquitto -d -c /etc/mosquitto/mosquitto.conf
@@ -79,6 +85,23 @@ ensure_mosquitto() {
     /usr/sbin/mosquitto -d -c "$ROOT/scripts/mosquitto-local.conf"
   fi
   wait_port 1883 Mosquitto
+}
+
+# The demo's own Mosquitto, never the machine's 1883: its own port, and the accounts and
+# per-gateway ACLs the portal writes (manage.py broker_config) under var/mosquitto/. Exports
+# MQTT_URL (the portal's login) and FLEETGATE_BROKER_CONFIG_DIR (so adding, rotating or
+# deleting a gateway rewrites the files and tells Mosquitto) for every process started after.
+DEMO_MQTT_PORT="${FLEETGATE_MQTT_PORT:-1884}"
+demo_broker_config() {
+  local dir="$ROOT/var/mosquitto"
+  mkdir -p "$dir"
+  if [ ! -s "$dir/portal-password" ]; then
+    (umask 077; "$PY" -c 'import secrets; print(secrets.token_urlsafe(24))' >"$dir/portal-password")
+  fi
+  export FLEETGATE_BROKER_CONFIG_DIR="$dir"
+  export MQTT_URL="mqtt://fleetgate-portal:$(cat "$dir/portal-password")@127.0.0.1:$DEMO_MQTT_PORT"
+  port_open "$DEMO_MQTT_PORT" && die "Port $DEMO_MQTT_PORT is taken (an earlier demo's Mosquitto?); stop it or set FLEETGATE_MQTT_PORT."
+  "$PY" manage.py broker_config --out "$dir" --listen "127.0.0.1:$DEMO_MQTT_PORT"
 }
 
 # A PostgreSQL URL that works both with trust auth and with Debian's default

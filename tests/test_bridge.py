@@ -148,3 +148,17 @@ def test_discovery_records_what_a_device_says_of_itself(bridge, publisher, org, 
     assert wait_for(lambda: Device.objects.filter(serial_number="NEW-1").exists())
     assert wait_for(lambda: Device.objects.get(pk=known.pk).reported_state == "factory")
     assert Device.objects.get(serial_number="NEW-1").reported_state == "provisioned"
+
+
+def test_a_refusal_is_logged_with_the_field_that_made_it_malformed(bridge, publisher, gw, caplog):
+    caplog.set_level("WARNING", logger="devices.bridge")
+    bad = {"events": [{"device": {"serial": "S-1"}, "kind": "explosion", "ts": now_ms()}]}
+    for _ in range(3):  # a flood is one warning, the counter counts all
+        payload = encode(Message(MsgType.EVENT, gw.uid, bad), SECRET, validate=False)
+        publisher.publish(topic(gw.uid, MsgType.EVENT), payload, qos=1).wait_for_publish(5)
+    assert wait_for(lambda: bridge.stats["rejected.malformed"] >= 3)
+    # Only this gateway's: the shared broker also hands the bridge others' retained statuses.
+    ours = f"Refused a message on fleetgate/v1/gw/{gw.uid}/evt"
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith(ours)]
+    assert len(lines) == 1, lines
+    assert "malformed: body.events[0].kind: expected one of" in lines[0]

@@ -182,6 +182,7 @@ def test_tokens_name_one_operation_and_fit_the_protocol():
 
 def test_load_image_params_are_what_the_protocol_asks(image, settings):
     from gateway import schema
+    from gateway.protocol import seal_params
 
     settings.FIRMWARE = {**settings.FIRMWARE, "PUBLIC_URL": "https://portal.example"}
     params = tokens.load_image_params(image, OP)
@@ -191,7 +192,9 @@ def test_load_image_params_are_what_the_protocol_asks(image, settings):
         image.size,
         "2.0.0",
     )
-    schema.operation({"op": OP, "kind": "load_image", "device": {"serial": "S"}, "params": params})
+    item = {"op": OP, "kind": "load_image", "device": {"serial": "S"}, "params": params}
+    # The token crosses the broker sealed to the gateway (devices.jobs seals at publish).
+    schema.operation(seal_params(item, "gw-1", "s" * 32))
 
 
 def test_parse_range_edges():

@@ -264,7 +264,7 @@ def test_generated_config_is_loaded_by_the_agent(login, iot_manager, settings, t
     [
         ("mqtt://127.0.0.1:1883", "mqtt://127.0.0.1:1883"),
         ("tcp://broker:1883", "mqtt://broker:1883"),
-        ("mqtts://user@broker.example", "mqtts://broker.example"),
+        ("mqtts://user@broker.example", "mqtts://broker.example:8883"),
         ("mqtt://[::1]:1883", "mqtt://[::1]:1883"),
     ],
 )

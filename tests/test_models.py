@@ -53,10 +53,12 @@ def test_same_serial_twice_in_one_organization_is_refused(org, device_type):
 # --- Device: hardware id (MAC address or UID) --------------------------------------
 
 
-def test_hardware_id_is_unique_across_organizations(org, other_org, device_type):
+def test_hardware_id_is_unique_within_an_organization_not_across(org, other_org, device_type):
+    """Identity is per organization (issue 10 point 7): another tenant cannot claim a MAC."""
     make_device(org, device_type, hardware_id="AA:BB:CC:00:11:22")
+    make_device(other_org, device_type, hardware_id="AA:BB:CC:00:11:22")  # fine
     duplicate = Device(
-        organization=other_org,
+        organization=org,
         device_type=device_type,
         serial_number="SN-2",
         hardware_id="AA:BB:CC:00:11:22",

@@ -41,13 +41,19 @@ class SkippedSerializer(serializers.Serializer):
     reason = serializers.CharField()
 
 
+WIRE_ID_HELP = "The operation id its gateway sees (docs/gateway-protocol.md, section 6)."
+
+
 class OperationSerializer(serializers.ModelSerializer):
     """One device's part of a bulk operation."""
+
+    wire_id = serializers.CharField(read_only=True, help_text=WIRE_ID_HELP)
 
     class Meta:
         model = Operation
         fields = [
             "id",
+            "wire_id",
             "bulk",
             "device",
             "kind",
@@ -213,10 +219,11 @@ class FailureSerializer(serializers.ModelSerializer):
     """A failed device of a bulk operation, with the gateway's reason."""
 
     serial_number = serializers.CharField(source="device.serial_number", read_only=True)
+    wire_id = serializers.CharField(read_only=True, help_text=WIRE_ID_HELP)
 
     class Meta:
         model = Operation
-        fields = ["device", "serial_number", "code", "error", "attempts", "finished_at"]
+        fields = ["device", "serial_number", "wire_id", "code", "error", "attempts", "finished_at"]
         read_only_fields = fields
 
 

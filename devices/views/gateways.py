@@ -14,7 +14,7 @@ from django.utils.decorators import method_decorator
 from django.views import View
 from django.views.decorators.debug import sensitive_variables
 
-from devices import agent_config
+from devices import agent_config, broker
 from devices.filters import GatewayFilterSet
 from devices.forms import GatewayForm
 from devices.models import Gateway
@@ -80,13 +80,15 @@ class GatewayDialogView(DialogView):
         return get_object_or_404(self.scoped(Gateway).defer("secret"), pk=pk)
 
     @method_decorator(sensitive_variables("secret"))
-    def show_secret(self, gateway, secret, heading):
-        """The one response that carries the secret: the dialog's body becomes it."""
+    def show_secret(self, gateway, secret, heading, broker_password=""):
+        """The one response that carries the secret (and the broker password): the
+        dialog's body becomes it."""
         context = {
             "title": heading,
             "gateway": gateway,
             "secret": secret,
-            "config": agent_config.agent_config_toml(gateway, secret),
+            "broker_password": broker_password,
+            "config": agent_config.agent_config_toml(gateway, secret, broker_password),
             "config_filename": agent_config.CONFIG_FILENAME,
             "run_command": agent_config.RUN_COMMAND,
             "broker_is_loopback": agent_config.broker_is_loopback(),
@@ -112,15 +114,17 @@ class GatewayCreateView(GatewayDialogView, View):
     def get(self, request):
         return self.render_dialog(form=self.get_form())
 
-    @method_decorator(sensitive_variables("secret"))
+    @method_decorator(sensitive_variables("secret", "broker_password"))
     def post(self, request):
         form = self.get_form(request.POST)
         if form.is_valid():
             secret = form.instance.new_secret()
+            broker_password = broker.issue_password(form.instance)
             gateway = form.save_or_error()
             if gateway is not None:
                 self.audit("gateway.create", gateway)
-                return self.show_secret(gateway, secret, f"Gateway “{gateway.name}” added")
+                heading = f"Gateway “{gateway.name}” added"
+                return self.show_secret(gateway, secret, heading, broker_password)
         return self.render_dialog(form=form)
 
 
@@ -133,13 +137,16 @@ class GatewayRotateSecretView(GatewayDialogView, View):
     def get(self, request, pk):
         return self.render_dialog(gateway=self.get_gateway(pk))
 
-    @method_decorator(sensitive_variables("secret"))
+    @method_decorator(sensitive_variables("secret", "broker_password"))
     def post(self, request, pk):
         gateway = self.get_gateway(pk)
+        secret = gateway.new_secret()
+        broker_password = broker.issue_password(gateway)  # a leaked config held both
         with transaction.atomic():
-            secret = gateway.rotate_secret()
+            gateway.save(update_fields=["secret", "secret_rotated_at", "broker_password_hash"])
             self.audit("gateway.rotate_secret", gateway)
-        return self.show_secret(gateway, secret, f"New secret for “{gateway.name}”")
+        heading = f"New secret for “{gateway.name}”"
+        return self.show_secret(gateway, secret, heading, broker_password)
 
 
 class GatewayDeleteView(GatewayDialogView, View):

@@ -34,7 +34,10 @@ OPTIONS = {
     "fleet": (bool, False),
 }
 NS = "simulated"  # the store namespace of device state
-ENROLLMENT_FIELDS = ("device_type", "name", "location", "code", "organization")
+# What a simulated device remembers of its enrollment. Not the access key: a device
+# checks it (it is printed on its own label), and the simulated devices' state lives in
+# the agent's store, which keeps no access key once the operation is done.
+ENROLLMENT_FIELDS = ("device_type", "name", "location", "organization")
 
 
 def serial_number(gateway_uid: str, n: int) -> str:

@@ -1,6 +1,6 @@
 """Small builders shared by the gateway tests (no Django anywhere)."""
 
-from gateway.protocol import Channel, Message, MsgType, encode, topic
+from gateway.protocol import Channel, Message, MsgType, encode, seal_params, topic
 
 UID = "gw-test-01"
 SECRET = "test-secret-0123456789"
@@ -16,6 +16,11 @@ def op(i, kind="provision", serial=None, **params):
     if params:
         item["params"] = params
     return item
+
+
+def sealed(item, uid=UID, secret=SECRET):
+    """``item`` as the portal sends it: access keys and tokens sealed to the gateway."""
+    return seal_params(item, uid, secret)
 
 
 def result(i, ok=True, code="ok", **extra):

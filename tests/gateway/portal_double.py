@@ -13,7 +13,16 @@ from pathlib import Path
 
 import paho.mqtt.client as mqtt
 
-from gateway.protocol import Message, MsgType, ProtocolError, ReplayGuard, decode, encode, topic
+from gateway.protocol import (
+    Message,
+    MsgType,
+    ProtocolError,
+    ReplayGuard,
+    decode,
+    encode,
+    seal_params,
+    topic,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -49,7 +58,10 @@ class PortalDouble:
         except ProtocolError as e:
             self.rejected.append(e)
 
-    def command(self, ops: list[dict]) -> None:
+    def command(self, ops: list[dict], *, seal: bool = True) -> None:
+        """Publish ``ops``, their secret parameters sealed as the portal does."""
+        if seal:
+            ops = [seal_params(op, self.uid, self.secret) for op in ops]
         msg = Message(MsgType.COMMAND, self.uid, {"ops": ops})
         self.client.publish(topic(self.uid, MsgType.COMMAND), encode(msg, self.secret), qos=1)
 

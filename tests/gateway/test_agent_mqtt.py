@@ -142,3 +142,29 @@ def test_broker_restart_loses_no_result(tmp_path):
             _stop(agent, signal.SIGKILL)
         portal.close()
         _stop(broker)
+
+
+def test_each_connection_has_its_own_session_and_its_will_names_it(tmp_path):
+    """The portal applies a will only while its session is current (section 2): the
+    will of a dropped connection arriving after the reconnect must not match."""
+    port = free_port()
+    broker = start_broker(port, tmp_path)
+    uid, secret, config = _setup(tmp_path, port=port, devices=2)
+    portal = PortalDouble(uid, secret, port=port, persistent=True)
+    agent = start_agent(config)
+    try:
+        first = _online(portal).body["session"]
+        _stop(broker)
+        broker = start_broker(port, tmp_path)
+        second = _online(portal).body["session"]
+        assert second != first
+        hello = portal.wait_for(lambda m: m.type is MsgType.HELLO)
+        assert hello.body["session"] == second
+        _stop(agent, signal.SIGKILL)
+        will = _offline(portal)
+        assert will.body == {"state": "offline", "session": second, "will": True}
+    finally:
+        if agent.poll() is None:
+            _stop(agent, signal.SIGKILL)
+        portal.close()
+        _stop(broker)

@@ -17,7 +17,7 @@ def test_json(tmp_path):
     assert cfg.gateway_uid == "gw-1" and cfg.concurrency == 4
     assert cfg.state_dir == tmp_path / "st"  # relative to the file
     assert cfg.driver_options == {"devices": 3}
-    assert (cfg.broker.hostname, cfg.broker_port) == ("127.0.0.1", 1883)
+    assert (cfg.broker.host, cfg.broker_port) == ("127.0.0.1", 1883)
 
 
 def test_toml(tmp_path):

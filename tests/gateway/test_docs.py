@@ -12,9 +12,9 @@ from gateway.drivers.ble import (
     SERVICE_UUID,
     build_request,
 )
-from gateway.protocol import Message, MsgType, OpKind, Reason, ResultCode, encode
+from gateway.protocol import Message, MsgType, OpKind, Reason, ResultCode, encode, open_params
 from tests.gateway.portal_double import REPO
-from tests.gateway.test_protocol import VECTOR_PAYLOAD
+from tests.gateway.test_protocol import VECTOR_PAYLOAD, VECTOR_SECRET
 
 DOC = (REPO / "docs" / "gateway-protocol.md").read_text(encoding="utf-8")
 EXAMPLES = [json.loads(block) for block in re.findall(r"```json\n(.*?)\n```", DOC, re.S)]
@@ -51,4 +51,6 @@ def test_every_code_is_documented():
 def test_the_ble_enrollment_example_is_what_the_driver_writes():
     command = next(e for e in ENVELOPES if e["type"] == "command")
     enroll = next(op for op in command["body"]["ops"] if op["kind"] == "enroll")
-    assert build_request(enroll, command["gw"]).decode() in DOC
+    opened = {**enroll, "params": open_params(enroll, command["gw"], VECTOR_SECRET)}
+    assert opened["params"]["code"] == "7F3K-92QX"  # the label's access key, sealed
+    assert build_request(opened, command["gw"]).decode() in DOC

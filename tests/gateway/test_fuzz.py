@@ -10,7 +10,18 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gateway.protocol import MsgType, ProtocolError, ReplayGuard, decode, sign, topic
-from tests.gateway.helpers import IMAGE_SHA, SECRET, UID, command, event, lookup, op, result, wire
+from tests.gateway.helpers import (
+    IMAGE_SHA,
+    SECRET,
+    UID,
+    command,
+    event,
+    lookup,
+    op,
+    result,
+    sealed,
+    wire,
+)
 
 FUZZ = settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 GUARD = ReplayGuard(max_ids=10_000)
@@ -29,8 +40,10 @@ json_values = st.recursive(
 )
 
 VALID = [
-    command([op(1), op(2, "load_image", url="https://p/i", sha256=IMAGE_SHA, size=9, token="t")]),
-    command([op(3, "enroll", device_type="T", code="c", config={"a": 1})]),
+    command(
+        [op(1), sealed(op(2, "load_image", url="https://p/i", sha256=IMAGE_SHA, size=9, token="t"))]
+    ),
+    command([sealed(op(3, "enroll", device_type="T", code="c", config={"a": 1}))]),
 ]
 
 

@@ -16,9 +16,9 @@ from gateway.protocol import (
     Reason,
     ReplayGuard,
     batches,
-    check_devices,
     decode,
     device_refs,
+    drop_foreign,
     encode,
     encode_batches,
     now_ms,
@@ -39,6 +39,7 @@ from tests.gateway.helpers import (
     lookup,
     op,
     result,
+    sealed,
     wire,
 )
 
@@ -46,9 +47,9 @@ from tests.gateway.helpers import (
 VECTOR_SECRET = "example-secret-for-docs-0001"
 VECTOR_PAYLOAD = (
     b'{"v":1,"id":"0123456789abcdef0123456789abcdef","ts":1767225600000,"gw":"gw-example-01",'
-    b'"type":"command","body":{"ops":[{"op":"1042","kind":"wink","device":{"serial":"SN-000123",'
-    b'"hardware_id":"02:1A:2B:3C:4D:5E"},"params":{"seconds":10}}]},'
-    b'"sig":"5b99b91f9e7d5f904ef51f0f469c9e8fb9c6584893042a00b466c68944f614fa"}'
+    b'"type":"command","body":{"ops":[{"op":"5c1f0e9a7b3d4c2e8f6a1b0c9d8e1042-0","kind":"wink",'
+    b'"device":{"serial":"SN-000123","hardware_id":"02:1A:2B:3C:4D:5E"},"params":{"seconds":10}}]},'
+    b'"sig":"ac52ce8c27f4a429a3b2680391adb5ad4ba39293ef1f5019fa62d968d3ffc0e3"}'
 )
 
 
@@ -85,7 +86,7 @@ def test_signing_test_vector():
         {
             "ops": [
                 {
-                    "op": "1042",
+                    "op": "5c1f0e9a7b3d4c2e8f6a1b0c9d8e1042-0",
                     "kind": "wink",
                     "device": {"serial": "SN-000123", "hardware_id": "02:1A:2B:3C:4D:5E"},
                     "params": {"seconds": 10},
@@ -116,21 +117,25 @@ def test_signing_test_vector():
             MsgType.COMMAND,
             {
                 "ops": [
-                    op(
-                        4,
-                        "enroll",
-                        device_type="Sensor",
-                        code="QR-1234",
-                        name="Hall",
-                        config={"interval": 30},
+                    sealed(
+                        op(
+                            4,
+                            "enroll",
+                            device_type="Sensor",
+                            code="QR-1234",
+                            name="Hall",
+                            config={"interval": 30},
+                        )
                     ),
-                    op(
-                        5,
-                        "load_image",
-                        url="https://portal/img/5",
-                        sha256=IMAGE_SHA,
-                        size=1024,
-                        token="t0k",
+                    sealed(
+                        op(
+                            5,
+                            "load_image",
+                            url="https://portal/img/5",
+                            sha256=IMAGE_SHA,
+                            size=1024,
+                            token="t0k",
+                        )
                     ),
                 ]
             },
@@ -198,7 +203,7 @@ def test_oversized_is_refused_before_anything_else():
 
 def test_encode_refuses_oversized():
     ops = [
-        op(i, "enroll", name="n" * 120, location="l" * 255, code="c" * 128)
+        sealed(op(i, "enroll", name="n" * 120, location="l" * 255, code="c" * 128))
         for i in range(MAX_BATCH)
     ]
     with pytest.raises(ProtocolError) as caught:
@@ -271,17 +276,20 @@ def test_unsupported_version():
     assert _reason("fleetgate/v2/gw/x/cmd", b"{}") is Reason.UNSUPPORTED_VERSION
 
 
-def test_foreign_device():
+def test_foreign_items_are_dropped_and_the_rest_kept():
     msg = Message(
         MsgType.RESULT,
         UID,
         {"results": [result(1, device={"serial": "MINE"}), result(2, device={"serial": "THEIRS"})]},
     )
     assert [r["serial"] for r in device_refs(msg)] == ["MINE", "THEIRS"]
-    check_devices(msg, lambda ref: True)
-    with pytest.raises(ProtocolError) as caught:
-        check_devices(msg, lambda ref: ref["serial"] == "MINE")
-    assert caught.value.reason is Reason.FOREIGN_DEVICE
+    assert drop_foreign(msg, lambda item: True) == (msg, [])
+    kept, dropped = drop_foreign(msg, lambda item: item["device"]["serial"] == "MINE")
+    assert [r["op"] for r in kept.items] == ["op-1"] and (kept.id, kept.ts) == (msg.id, msg.ts)
+    assert [r["op"] for r in dropped] == ["op-2"]
+    assert drop_foreign(msg, lambda item: False)[0] is None
+    hello = Message(MsgType.STATUS, UID, {"state": "online", "session": "a" * 32, "will": False})
+    assert drop_foreign(hello, lambda item: False) == (hello, [])
 
 
 @pytest.mark.parametrize(
@@ -304,19 +312,30 @@ def test_foreign_device():
         _envelope(body={"ops": [{**op(1), "kind": "explode"}]}),
         _envelope(body={"ops": [{**op(1), "op": "-starts-with-dash"}]}),
         _envelope(body={"ops": [{**op(1), "surprise": True}]}),
+        _envelope(body={"ops": [{**op(1), "params": None}]}),  # section 6: leave it out
         _envelope(body={"ops": [op(1, "wink", seconds=0)]}),
         _envelope(body={"ops": [op(1, "wink", seconds=True)]}),
         _envelope(body={"ops": [op(1, "deprovision", config={})]}),
         _envelope(
-            body={"ops": [op(1, "load_image", url="ftp://x", sha256=IMAGE_SHA, size=1, token="t")]}
-        ),
-        _envelope(
             body={
-                "ops": [op(1, "load_image", url="https://x", sha256="AB" * 32, size=1, token="t")]
+                "ops": [
+                    sealed(op(1, "load_image", url="ftp://x", sha256=IMAGE_SHA, size=1, token="t"))
+                ]
             }
         ),
         _envelope(
-            body={"ops": [op(1, "load_image", url="https://x", sha256=IMAGE_SHA, token="t")]}
+            body={
+                "ops": [
+                    sealed(
+                        op(1, "load_image", url="https://x", sha256="AB" * 32, size=1, token="t")
+                    )
+                ]
+            }
+        ),
+        _envelope(
+            body={
+                "ops": [sealed(op(1, "load_image", url="https://x", sha256=IMAGE_SHA, token="t"))]
+            }
         ),
         _envelope(body={"ops": [op(1, "provision", config={"nested": {"a": 1}})]}),
         _envelope(body={"ops": [op(1, "provision", config={"big": 2**60})]}),
@@ -357,7 +376,9 @@ def test_result_ok_must_agree_with_code():
 
 def test_malformed_detail_names_the_path():
     obj = _envelope(
-        body={"ops": [op(1), op(2, "load_image", url=5, sha256=IMAGE_SHA, size=1, token="t")]}
+        body={
+            "ops": [op(1), sealed(op(2, "load_image", url=5, sha256=IMAGE_SHA, size=1, token="t"))]
+        }
     )
     with pytest.raises(ProtocolError) as caught:
         _decode(CMD_TOPIC, _resign(obj))
@@ -373,7 +394,10 @@ def test_batches_respect_the_limit():
 
 
 def test_encode_batches_splits_by_count_and_size():
-    ops = [op(i, "enroll", name="n" * 120, location="l" * 255, code="c" * 128) for i in range(1200)]
+    ops = [
+        sealed(op(i, "enroll", name="n" * 120, location="l" * 255, code="c" * 128))
+        for i in range(1200)
+    ]
     parts = list(encode_batches(MsgType.COMMAND, UID, ops, SECRET))
     assert sum(len(items) for items, _ in parts) == 1200
     assert all(len(items) <= MAX_BATCH and len(p) <= MAX_PAYLOAD_BYTES for items, p in parts)
@@ -386,3 +410,34 @@ def test_encode_validates_what_it_sends():
     with pytest.raises(ProtocolError) as caught:
         encode(command([{**op(1), "kind": "explode"}]), SECRET)
     assert caught.value.reason is Reason.MALFORMED
+
+
+# -- duplicate member names ----------------------------------------------------------------
+
+
+def _signed_text(text: str) -> bytes:
+    signed = text.encode()
+    return signed[:-1] + b',"sig":"' + sign(signed, SECRET).encode() + b'"}'
+
+
+@pytest.mark.parametrize(
+    ("where", "fragment", "twice"),
+    [
+        ("envelope", '"type":"event",', '"type":"event","type":"event",'),
+        ("body", '"body":{"events":', '"body":{"events":[],"events":'),
+        ("item", '"kind":"telemetry"', '"kind":"alarm","kind":"telemetry"'),
+        ("device", '"serial":"SIM-1"', '"serial":"SIM-2","serial":"SIM-1"'),
+        ("data", '"seq":1', '"seq":1,"seq":2'),
+    ],
+)
+def test_a_member_name_given_twice_is_malformed_at_every_level(where, fragment, twice):
+    """Section 3: no duplicate member names. Python's json keeps the last one silently."""
+    msg = Message(MsgType.EVENT, UID, {"events": [event(ts=now_ms(), seq=1)]})
+    text = encode(msg, SECRET).decode()
+    text = text[: text.index(',"sig":')] + "}"
+    assert fragment in text, where
+    payload = _signed_text(text.replace(fragment, twice, 1))
+    with pytest.raises(ProtocolError) as caught:
+        _decode(EVT_TOPIC, payload, guard=ReplayGuard())
+    assert caught.value.reason is Reason.MALFORMED
+    assert "duplicate member name" in caught.value.detail

@@ -59,3 +59,11 @@ def test_status_messages_skip_the_window_and_the_floor():
 def test_bad_arguments():
     with pytest.raises(ValueError):
         ReplayGuard(window_s=0)
+
+
+def test_statuses_may_be_old_but_never_from_the_future():
+    """The portal orders statuses by ts: one signed a day ahead would shadow the next day's."""
+    guard = ReplayGuard(window_s=10)
+    guard.check("old", NOW - 86_400_000, NOW, windowed=False)
+    guard.check("near", NOW + 10_000, NOW, windowed=False)
+    assert _refused(guard, "ahead", NOW + 10_001, windowed=False)

@@ -2,6 +2,10 @@
 
 For the demo and benchmarks only: real gateways get their secret once, from the
 Gateways widget. The file is written readable by its owner alone.
+
+``--broker-passwords`` also issues each gateway a new broker password (the portal keeps
+only its hash, so it cannot hand out the old one) and writes
+``{uid: {"secret": …, "broker_password": …}}``; the broker's files are rewritten once.
 """
 
 import json
@@ -9,7 +13,9 @@ import os
 from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
+from django.db import transaction
 
+from devices import broker, gateway_changes
 from devices.models import Gateway
 from portal.models import Organization
 
@@ -23,6 +29,11 @@ class Command(BaseCommand):
         parser.add_argument("--organization", required=True, nargs="+", help="organization slug(s)")
         parser.add_argument("--out", required=True, type=Path)
         parser.add_argument("--limit", type=int, default=None, help="at most this many gateways")
+        parser.add_argument(
+            "--broker-passwords",
+            action="store_true",
+            help="issue new broker passwords and write them too (for a broker with accounts)",
+        )
 
     def handle(self, *args, **options):
         slugs = options["organization"]
@@ -37,10 +48,20 @@ class Command(BaseCommand):
         if options["limit"]:
             gateways = gateways[: options["limit"]]
         mapping = {}
-        for gateway in gateways:
-            if not gateway.secret:
-                gateway.rotate_secret()
-            mapping[gateway.uid] = gateway.secret
+        with transaction.atomic():
+            for gateway in gateways:
+                if not gateway.secret:
+                    gateway.rotate_secret()
+                mapping[gateway.uid] = gateway.secret
+                if options["broker_passwords"]:
+                    password = broker.issue_password(gateway)
+                    # One rewrite of the broker's files below, not one per gateway.
+                    Gateway.objects.filter(pk=gateway.pk).update(
+                        broker_password_hash=gateway.broker_password_hash
+                    )
+                    mapping[gateway.uid] = {"secret": gateway.secret, "broker_password": password}
+        if options["broker_passwords"] and mapping:
+            gateway_changes.changed_many(list(mapping))
         path = options["out"]
         path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
