@@ -155,4 +155,7 @@ CHECKS = {"redis": check_redis, "db": check_postgres}
 
 
 def register(name: str, check) -> None:
+    """Add an app's check; the database stays last (it is only checked when configured)."""
+    db = CHECKS.pop("db")
     CHECKS[name] = check
+    CHECKS["db"] = db

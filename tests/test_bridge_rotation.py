@@ -13,7 +13,7 @@ from django.db import transaction
 from devices.models import Device, Gateway
 from gateway.protocol import MsgType
 from tests.factories import make_gateway, make_organization
-from tests.test_bridge import bridge, publisher, send, wait_for  # noqa: F401  (fixtures)
+from tests.test_bridge import send, wait_for
 
 pytestmark = [pytest.mark.services, pytest.mark.django_db(transaction=True)]
 
@@ -24,7 +24,7 @@ def discovery(serial):
     return {"devices": [{"serial": serial}]}
 
 
-def test_a_rotated_secret_is_refused_at_once_and_the_new_one_accepted(bridge, publisher):  # noqa: F811
+def test_a_rotated_secret_is_refused_at_once_and_the_new_one_accepted(bridge, publisher):
     gateway = make_gateway(make_organization(), uid=f"gw-{uuid.uuid4().hex[:12]}", secret=OLD)
     send(publisher, gateway.uid, MsgType.DISCOVERY, discovery("BEFORE-1"), secret=OLD)
     assert wait_for(lambda: Device.objects.filter(serial_number="BEFORE-1").exists())
@@ -43,7 +43,7 @@ def test_a_rotated_secret_is_refused_at_once_and_the_new_one_accepted(bridge, pu
     assert not Device.objects.filter(serial_number="OLD-SECRET-1").exists()
 
 
-def test_a_deleted_gateway_is_unknown_at_once(bridge, publisher):  # noqa: F811
+def test_a_deleted_gateway_is_unknown_at_once(bridge, publisher):
     gateway = make_gateway(make_organization(), uid=f"gw-{uuid.uuid4().hex[:12]}", secret=OLD)
     send(publisher, gateway.uid, MsgType.DISCOVERY, discovery("GONE-0"), secret=OLD)
     assert wait_for(lambda: Device.objects.filter(serial_number="GONE-0").exists())

@@ -27,7 +27,7 @@ from devices.models import Gateway
 from gateway.protocol import topic
 from tests.factories import make_gateway, make_organization
 from tests.gateway.portal_double import free_port
-from tests.test_gateways_widget import HTMX, create, iot_manager, org, rotate_url  # noqa: F401
+from tests.test_gateways_widget import HTMX, create, iot_manager, rotate_url  # noqa: F401
 
 pytestmark = pytest.mark.django_db
 

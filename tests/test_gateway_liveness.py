@@ -1,16 +1,21 @@
 """A gateway is online only while its link is: what marks it online, what marks it
 offline, and what must never leave it showing Online after its link is gone."""
 
+import itertools
+
 import pytest
 
 from devices.ingest import GatewayRef, ingest
 from devices.models import Gateway
-from gateway.protocol import Message, MsgType
+from gateway.protocol import Message, MsgType, now_ms
 from tests.factories import make_gateway, make_organization
 
 pytestmark = pytest.mark.django_db
 
 S0, S1 = "0" * 32, "1" * 32
+# Statuses apply in signed order (docs/gateway-protocol.md §2): each message of a test is
+# signed a millisecond after the one before, as a real gateway's would be.
+_clock = itertools.count(now_ms())
 
 
 def ref(gateway) -> GatewayRef:
@@ -22,11 +27,17 @@ def hello(session):
         MsgType.HELLO,
         "gw",
         {"agent": "test", "driver": "simulated", "session": session, "devices": 0, "kinds": []},
+        ts=next(_clock),
     )
 
 
 def status(state, session, *, will=False):
-    return Message(MsgType.STATUS, "gw", {"state": state, "session": session, "will": will})
+    return Message(
+        MsgType.STATUS,
+        "gw",
+        {"state": state, "session": session, "will": will},
+        ts=next(_clock),
+    )
 
 
 def online(gateway) -> bool:

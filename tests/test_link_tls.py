@@ -26,8 +26,8 @@ from devices.bridge import Bridge
 from devices.choices import DeviceState
 from devices.lifecycle import Action
 from devices.models import Device, Gateway, Operation, OperationState
+from devices.preflight import check_mqtt
 from gateway.config import AgentConfig
-from portal.services import check_mqtt
 from tests.factories import make_gateway, make_license, make_member, make_organization
 from tests.gateway.portal_double import free_port
 from tests.test_bridge_restart import AgentThread, wait_for

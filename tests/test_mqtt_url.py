@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from bench.mqtt_floors import clean_client
 from devices import mqtt as portal_mqtt
-from devices.mqtt_floors import clean_client
+from devices.agent_config import agent_broker_url
 from devices.preflight import check_mqtt
-from devices.views.gateways import agent_broker_url
 from gateway.brokerurl import parse_broker_url
 from gateway.simulate import build_configs
 

@@ -11,7 +11,7 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.db import connection
 
-from devices import preflight
+from devices import preflight as mqtt_preflight
 from portal import services
 
 POSTGRES = {"ENGINE": "django.db.backends.postgresql", "HOST": "127.0.0.1", "NAME": "fleetgate"}
@@ -97,7 +97,7 @@ def test_real_redis_answers():
 
 @pytest.mark.services
 def test_real_mosquitto_answers():
-    status = preflight.check_mqtt("mqtt://127.0.0.1:1883")
+    status = mqtt_preflight.check_mqtt("mqtt://127.0.0.1:1883")
     assert status.ok, status.message
 
 
@@ -131,7 +131,7 @@ def test_redis_on_a_closed_port_says_how_to_start_it(closed_port):
 
 
 def test_mosquitto_on_a_closed_port_says_how_to_start_it(closed_port):
-    status = preflight.check_mqtt(f"mqtt://127.0.0.1:{closed_port}")
+    status = mqtt_preflight.check_mqtt(f"mqtt://127.0.0.1:{closed_port}")
     assert not status.ok
     assert status.message.startswith(
         f"Mosquitto (MQTT) is not answering at 127.0.0.1:{closed_port}"
@@ -186,7 +186,7 @@ def test_preflight_refuses_unknown_services():
     "check, url",
     [
         (services.check_redis, "redis://127.0.0.1:{port}"),
-        (services.check_mqtt, "mqtt://127.0.0.1:{port}"),
+        (mqtt_preflight.check_mqtt, "mqtt://127.0.0.1:{port}"),
     ],
 )
 def test_a_silent_listener_times_out_quickly(check, url, mute_listener):
@@ -220,7 +220,7 @@ def test_real_postgres_that_refuses_the_login_still_answers():
 
 def test_mqtt_refused_connect_names_the_reason(fake_server):
     port = fake_server(b"\x20\x02\x00\x05")
-    status = preflight.check_mqtt(f"mqtt://user:wrong@127.0.0.1:{port}")
+    status = mqtt_preflight.check_mqtt(f"mqtt://user:wrong@127.0.0.1:{port}")
     assert not status.ok
     assert "CONNECT refused: not authorized" in status.message
     assert "MQTT_URL" in status.message
