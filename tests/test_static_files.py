@@ -7,21 +7,13 @@ matter here.
 """
 
 import re
-import secrets
-import subprocess
-import sys
-import time
 import urllib.request
-from pathlib import Path
 
 import pytest
 
-from tests import processes
-from tests.gateway.portal_double import free_port
+from tests import production
 
 pytestmark = [pytest.mark.services, pytest.mark.django_db(transaction=True)]
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def get(url: str, **headers) -> tuple[int, dict, bytes]:
@@ -32,36 +24,10 @@ def get(url: str, **headers) -> tuple[int, dict, bytes]:
 
 @pytest.fixture
 def production_portal(tmp_path):
-    environ = processes.env(
-        DJANGO_SETTINGS_MODULE="portal.settings",
-        DEBUG="false",
-        SECRET_KEY=secrets.token_urlsafe(50),
-        ALLOWED_HOSTS="127.0.0.1",
-        FLEETGATE_VAR_DIR=str(tmp_path),
-    )
-    subprocess.run(
-        [sys.executable, "manage.py", "collectstatic", "--noinput", "-v0"],
-        cwd=ROOT,
-        env=environ,
-        check=True,
-    )
-    port = free_port()
-    server = processes.start(
-        "-m", "daphne", "--proxy-headers", "-b", "127.0.0.1", "-p", str(port),
-        "portal.asgi:application",
-        env=environ,
-    )  # fmt: skip
-    base = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(100):
-            try:
-                get(base + "/accounts/login/")
-                break
-            except OSError:
-                time.sleep(0.1)
+    env = production.environ(tmp_path)
+    production.collectstatic(env)
+    with production.daphne(env) as base:
         yield base
-    finally:
-        processes.stop(server)
 
 
 def test_pages_get_their_css_and_javascript_with_debug_off(production_portal):
@@ -73,7 +39,7 @@ def test_pages_get_their_css_and_javascript_with_debug_off(production_portal):
 
     status, headers, body = get(production_portal + css)
     assert status == 200 and headers["Content-Type"].startswith("text/css")
-    source = (ROOT / "static/css/fleetgate.css").read_bytes()
+    source = (production.ROOT / "static/css/fleetgate.css").read_bytes()
     assert body.split(b"\n", 1)[0] == source.split(b"\n", 1)[0] and len(body) > 1000
     # A name with the content's hash never changes meaning: cached for good.
     assert "immutable" in headers["Cache-Control"]
