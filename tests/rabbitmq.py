@@ -79,11 +79,9 @@ def _configure_and_enable() -> None:
 
 def mqtt_port() -> int:
     """The port of RabbitMQ's MQTT listener, set up if need be; skips with the reason."""
+    if not shutil.which("rabbitmqctl"):
+        pytest.skip("RabbitMQ is not installed (no rabbitmqctl): apt-get install rabbitmq-server")
     if not _listening():
-        if not shutil.which("rabbitmqctl"):
-            pytest.skip(
-                "RabbitMQ is not installed (no rabbitmqctl): apt-get install rabbitmq-server"
-            )
         try:
             _ctl("status", timeout=30)
         except (RuntimeError, subprocess.TimeoutExpired) as exc:
