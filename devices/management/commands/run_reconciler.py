@@ -8,6 +8,9 @@ Safe to run more than once (two machines, an overlapping restart): the copies el
 leader (``portal.leadership``) and only the leader passes; the others stand by and
 take over within one period when it stops or dies. Periodic work of any other kind
 belongs in this loop too, so that it inherits the same election.
+
+Standard output: one JSON line per pass that did something, and one
+``{"leader": true|false, "pid": …}`` line whenever this copy becomes leader or standby.
 """
 
 import json
