@@ -37,13 +37,16 @@ from django.db import DatabaseError, connections
 
 log = logging.getLogger(__name__)
 
-# The lock session must notice a dead server (and the server a dead client host)
-# within seconds, not the two hours of the kernel's TCP keepalive default.
+# The lock session must notice a dead server within seconds, not the two hours of the
+# kernel's keepalive default (idle connection) or the ~15 minutes of TCP retransmission
+# (a check in flight): otherwise a leader cut off from PostgreSQL would keep acting
+# after the server has given the lock to a standby.
 KEEPALIVES = {
     "keepalives": 1,
     "keepalives_idle": 5,
     "keepalives_interval": 2,
     "keepalives_count": 3,
+    "tcp_user_timeout": 10_000,  # ms
 }
 
 
