@@ -79,7 +79,12 @@ class Leader:
         """Give the lock up now (a clean stop), so a standby need not wait for a pass."""
         if self._session is not None:
             with contextlib.suppress(DatabaseError):
-                self._session.close()  # ending the session releases the lock
+                if self.leading:
+                    # Unlock before closing: the server ends a closed session a moment
+                    # later, and a standby asking in between would still find it taken.
+                    with self._session.cursor() as cursor:
+                        cursor.execute("SELECT pg_advisory_unlock(%s)", [lock_key(self.name)])
+                self._session.close()
             self._session = None
         if self._file is not None:
             self._file.close()  # closing the descriptor releases the flock
