@@ -46,7 +46,7 @@ class Agent:
         config.state_dir.mkdir(parents=True, exist_ok=True)
         self.store = Store(config.state_dir / "agent.sqlite3")
         self.driver = make_driver(config.driver, self.uid, config.driver_options, self.store)
-        self.images = ImageCache(config.state_dir / "images")
+        self.images = ImageCache(config.state_dir / "images", protect_s=config.image_timeout_s)
         self.guard = ReplayGuard(window_s=config.command_max_age_s, max_ids=50_000)
         self.stats: Counter[str] = Counter()  # rejected messages by reason, executions
         self.connected = asyncio.Event()

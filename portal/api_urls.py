@@ -14,6 +14,7 @@ urlpatterns = [
     path("", include("devices.api")),
     path("", include("licensing.api")),
     path("", include("enrollment.api")),
+    path("", include("firmware.api")),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="api:schema"), name="docs"),
     path(

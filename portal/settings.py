@@ -52,6 +52,7 @@ INSTALLED_APPS = [
     "devices",
     "licensing",
     "enrollment",
+    "firmware",
 ]
 
 MIDDLEWARE = [
@@ -148,6 +149,17 @@ STORAGES = {
 }
 MEDIA_ROOT = VAR_DIR / "media"
 MEDIA_URL = "media/"
+# Firmware images live in their own storage (firmware/models.py reads it by this alias
+# and only through the storage API, so any backend works: point "firmware" at an S3 or
+# other django-storages backend in a deployment's settings).
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    "firmware": {
+        "BACKEND": "django.core.files.storage.FileSystemStorage",
+        "OPTIONS": {"location": VAR_DIR / "firmware"},
+    },
+}
 
 LOGGING = {
     "version": 1,
@@ -213,6 +225,17 @@ OPERATIONS = {
     # How long a device waits for its offline gateway before the operation fails.
     "EXPIRES_AFTER_S": float(os.environ.get("FLEETGATE_OPERATION_EXPIRES_S", str(24 * 3600))),
     "RECONCILE_EVERY_S": 2.0,
+}
+
+
+# Firmware images (firmware/): the upload cap, and the download links gateways get.
+FIRMWARE = {
+    "MAX_IMAGE_BYTES": int(float(os.environ.get("FLEETGATE_FIRMWARE_MAX_MIB", "64")) * 2**20),
+    # How long a load_image operation's download token stays valid after it is issued.
+    "DOWNLOAD_TOKEN_TTL_S": float(os.environ.get("FLEETGATE_FIRMWARE_TOKEN_TTL_S", str(48 * 3600))),
+    # The portal's address as gateways reach it; download URLs in load_image commands
+    # start with it.
+    "PUBLIC_URL": os.environ.get("FLEETGATE_PUBLIC_URL", "http://127.0.0.1:8000").rstrip("/"),
 }
 
 

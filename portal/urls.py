@@ -16,6 +16,7 @@ urlpatterns = [
     path("devices/", include("devices.urls")),
     path("licenses/", include("licensing.urls")),
     path("enrollment/", include("enrollment.urls")),
+    path("firmware/", include("firmware.urls")),
     path("api/v1/", include("portal.api_urls")),
     path("admin/rq/", include("django_rq.urls")),
     path("admin/", admin.site.urls),

@@ -12,3 +12,17 @@ def login(client):
         return client
 
     return _login
+
+
+@pytest.fixture
+def firmware_storage(settings, tmp_path):
+    """Firmware images in a storage of the test's own, so "nothing left behind" can be
+    checked; returns its directory."""
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "firmware": {
+            "BACKEND": "django.core.files.storage.FileSystemStorage",
+            "OPTIONS": {"location": tmp_path / "firmware"},
+        },
+    }
+    return tmp_path / "firmware"

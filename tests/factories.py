@@ -153,3 +153,46 @@ def make_license(organization, seats=10, *, valid_from=None, valid_until=None):
         issued_at=claims.issued_at,
         raw=data.decode(),
     )
+
+
+def make_firmware_image(organization, version="1.2.0", *, device_type=None, payload=None, **form):
+    """An image uploaded as the widget would (checked, hashed, stored, audited)."""
+    from django.core.files.base import ContentFile
+
+    from firmware.formats import fgfw_image
+    from firmware.forms import ImageUploadForm
+
+    device_type = device_type or make_device_type(image_extensions=[".fgfw"])
+    data = fgfw_image(version, payload if payload is not None else f"image {version}".encode())
+    filename = form.pop("filename", f"sensor-{version}.fgfw")
+    upload = ImageUploadForm(
+        {"version": version, "device_types": [device_type.pk], **form},
+        {"file": ContentFile(data, name=filename)},
+        organization=organization,
+    )
+    image = upload.upload_image(None)
+    assert image is not None, upload.errors
+    return image
+
+
+def make_rollout(organization, image, *, total=0, **fields):
+    """A rollout of ``image`` (its bulk operation included), checked with ``full_clean()``."""
+    from devices.models import BulkOperation
+    from firmware.models import Rollout
+
+    bulk = BulkOperation.objects.create(
+        organization=organization, kind="load_image", target=str(image), total=total
+    )
+    rollout = Rollout(
+        bulk=bulk,
+        organization=organization,
+        image=image,
+        image_filename=image.filename,
+        image_version=image.version,
+        image_sha256=image.sha256,
+        image_size=image.size,
+        **fields,
+    )
+    rollout.full_clean()
+    rollout.save()
+    return rollout

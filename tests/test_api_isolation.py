@@ -19,6 +19,8 @@ from rest_framework.test import APIClient
 from devices.choices import DeviceState as S
 from devices.models import BulkOperation, Device, DeviceGroup, Operation, OperationState
 from enrollment.models import EnrollmentRecord, EnrollmentStatus
+from firmware.formats import fgfw_image
+from firmware.models import FirmwareImage
 from licensing import signing
 from licensing.keys import DEMO_PRIVATE_KEY
 from licensing.models import License
@@ -111,6 +113,7 @@ class ApiWorld(World):
                     "pk", "status", "photo", "serial_number"
                 )
             ),
+            sorted(FirmwareImage.objects.for_organization(org).values_list("pk", "sha256")),
         )
 
 
@@ -143,6 +146,13 @@ class Endpoint:
     @property
     def id(self):
         return f"{self.method.upper()} {self.name}{self.label}"
+
+
+def image_file(o):
+    """A new image for the organization's image type (its own bytes each time)."""
+    handle = io.BytesIO(fgfw_image("9.9.9", f"new image for {o['org'].slug}".encode()))
+    handle.name = "new-9.9.9.fgfw"
+    return {"file": handle}
 
 
 def device_ids(o):
@@ -344,6 +354,31 @@ ENDPOINTS = [
         shows="SN-QR-MATRIX",
     ),
     Endpoint("api:nearby-list", "get", "enroll", shows="SERIAL-OWN-MARK"),
+    Endpoint("api:firmware-image-list", "get", "view", shows="IMAGE-OWN-MARK"),
+    Endpoint(
+        "api:firmware-image-list",
+        "post",
+        "device_actions",
+        body=image_file,
+        fmt="multipart",
+        own=201,
+    ),
+    Endpoint(
+        "api:firmware-image-detail",
+        "get",
+        "view",
+        args=lambda o: [o["image"].pk],
+        other=404,
+        shows="IMAGE-OWN-MARK",
+    ),
+    Endpoint(
+        "api:firmware-image-detail",
+        "delete",
+        "device_actions",
+        args=lambda o: [o["image"].pk],
+        own=204,
+        other=404,
+    ),
     Endpoint("api:schema", "get", None, shows="/api/v1/devices/"),
     Endpoint("api:docs", "get", None),
     Endpoint("api:redoc", "get", None),

@@ -18,6 +18,7 @@ from portal.choices import Role
 from tests.factories import (
     make_device,
     make_device_type,
+    make_firmware_image,
     make_gateway,
     make_group,
     make_member,
@@ -43,6 +44,7 @@ class World:
 
     def __init__(self):
         device_type = make_device_type()
+        image_type = make_device_type(image_extensions=[".fgfw"])
         self.orgs = {}
         for side in ("own", "other"):
             org = make_organization(name=f"Org {side.upper()} Inc")
@@ -74,8 +76,16 @@ class World:
                 device_type=device_type,
                 gateway=gateway,
             )
+            image = make_firmware_image(
+                org,
+                "1.0",
+                device_type=image_type,
+                filename=f"IMAGE-{side.upper()}-MARK-1.0.fgfw",
+                payload=f"payload {side}".encode(),
+            )
             member = make_member(org, [Role.DEVICE_MANAGER], username=f"member-{side}")
             self.orgs[side] = {
+                "image": image,
                 "bulk": bulk,
                 "org": org,
                 "device": device,
@@ -94,6 +104,7 @@ class World:
             f"BULK-{side.upper()}-MARK",
             f"ENROLL-{side.upper()}-MARK",
             f"KEY-{side.upper()}-MARK",  # an access key is never shown, not even to its org
+            f"IMAGE-{side.upper()}-MARK",
         ]
 
 
@@ -139,6 +150,8 @@ VIEWS = [
     ("devices:delete", "enroll", lambda o: [o["device"].pk]),
     ("member-edit", "manage_members", lambda o: [o["membership"].pk]),
     ("member-remove", "manage_members", lambda o: [o["membership"].pk]),
+    ("firmware:widget", "view", None),
+    ("firmware:image-delete", "device_actions", lambda o: [o["image"].pk]),
 ]
 # POST-only or not organization data: covered by their own tests.
 NOT_IN_MATRIX = {
@@ -152,6 +165,8 @@ NOT_IN_MATRIX = {
     "enrollment:batch-commit",  # POST only, and a token of the user's session:
     "enrollment:batch-errors",  # tests/test_enrollment_batch.py
     "enrollment:installer-retry",  # POST only: tests/test_enrollment_installer.py
+    "firmware:upload",  # POST only: tests/test_firmware_upload.py
+    "firmware:download",  # a gateway's bearer token, no session: tests/test_firmware_download.py
 }
 
 

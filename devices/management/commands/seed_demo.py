@@ -9,6 +9,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
 from devices import demo
+from firmware import demo as firmware_demo
 from portal.choices import Role
 
 A, DM, IM = Role.ADMINISTRATOR, Role.DEVICE_MANAGER, Role.IOT_MANAGER
@@ -52,6 +53,7 @@ class Command(BaseCommand):
             org = demo.ensure_organization("demo", "Demo Building Co", result)
             demo.seed_organization(org, devices=devices, gateways=min(5, devices), result=result)
             demo.ensure_demo_license(org, capacity=max(500, 2 * devices), result=result)
+            firmware_demo.seed(org)
             other = demo.ensure_organization("other", "Other Tenant Ltd", result)
             demo.seed_organization(other, devices=8, gateways=1, groups=("Lobby",), result=result)
         except ValueError as exc:  # e.g. a gateway UID taken by another organization

@@ -1,0 +1,1 @@
+"""The Firmware widget (``images``) and the gateways' image endpoint (``download``)."""
