@@ -140,21 +140,17 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = VAR_DIR / "staticfiles"
-# Production serves what ``collectstatic`` wrote there: names with a content hash (cached
-# for a year by browsers and nginx) and gzip copies. With DEBUG on, files come straight
-# from static/ and the apps, so the demo needs no collectstatic.
-STORAGES = {
-    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
-    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
-}
 MEDIA_ROOT = VAR_DIR / "media"
 MEDIA_URL = "media/"
-# Firmware images live in their own storage (firmware/models.py reads it by this alias
-# and only through the storage API, so any backend works: point "firmware" at an S3 or
-# other django-storages backend in a deployment's settings).
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
-    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    # Production serves what ``collectstatic`` wrote to STATIC_ROOT: names with a content
+    # hash (cached for a year by browsers and nginx) and gzip copies, through WhiteNoise.
+    # With DEBUG on, files come straight from static/ and the apps: no collectstatic.
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
+    # Firmware images live in their own storage (firmware/models.py reads it by this
+    # alias and only through the storage API, so any backend works: point "firmware" at
+    # an S3 or other django-storages backend in a deployment's settings).
     "firmware": {
         "BACKEND": "django.core.files.storage.FileSystemStorage",
         "OPTIONS": {"location": VAR_DIR / "firmware"},
