@@ -38,13 +38,17 @@ def collectstatic(env: dict) -> None:
 
 
 @contextlib.contextmanager
-def daphne(env: dict):
-    """``fleetgate-web@PORT``: daphne behind a proxy (``--proxy-headers``); yields its URL."""
+def daphne(env: dict, log: Path | None = None):
+    """``fleetgate-web@PORT``: daphne behind a proxy (``--proxy-headers``); yields its URL.
+
+    ``log``: a file for its output (access log included), for a test's failure message.
+    """
     port = free_port()
+    output = open(log, "w") if log else subprocess.DEVNULL  # noqa: SIM115 (closed below)
     server = processes.start(
-        "-m", "daphne", "--proxy-headers", "-b", "127.0.0.1", "-p", str(port),
+        "-m", "daphne", "--proxy-headers", "-v", "2", "-b", "127.0.0.1", "-p", str(port),
         "portal.asgi:application",
-        env=env,
+        env=env, stdout=output, stderr=subprocess.STDOUT,
     )  # fmt: skip
     base = f"http://127.0.0.1:{port}"
     try:
@@ -59,3 +63,5 @@ def daphne(env: dict):
         yield base
     finally:
         processes.stop(server)
+        if log:
+            output.close()

@@ -154,7 +154,7 @@ def behind_nginx(tmp_path):
     production.collectstatic(env)
     cert, private_key = self_signed(tmp_path)
     http_port, https_port = free_port(), free_port()
-    with production.daphne(env) as daphne_url:
+    with production.daphne(env, log=tmp_path / "daphne.log") as daphne_url:
         daphne_port = urllib.parse.urlsplit(daphne_url).port
         site = shipped(
             "nginx/fleetgate.conf",
@@ -206,7 +206,7 @@ def behind_nginx(tmp_path):
                 "https": f"https://127.0.0.1:{https_port}",
                 "http_port": http_port,
                 "tls": context,
-                "secret_key": key,
+                "logs": [tmp_path / "daphne.log", tmp_path / "error.log"],
             }
         finally:
             stop(server)
@@ -265,8 +265,15 @@ def test_nginx_site_serves_pages_static_files_and_the_live_socket(behind_nginx):
 
     url = base.replace("https://", "wss://") + "/ws/live/"
     headers = {"Cookie": f"{settings.SESSION_COOKIE_NAME}={session}"}
-    with connect(url, ssl=tls, origin=base, additional_headers=headers) as socket_:
-        assert json.loads(socket_.recv(timeout=10)) == {"kind": "hello", "organization": org.pk}
+    try:
+        with connect(
+            url, ssl=tls, origin=base, additional_headers=headers, open_timeout=30
+        ) as socket_:
+            hello = json.loads(socket_.recv(timeout=30))
+    except TimeoutError:
+        tails = {log.name: log.read_text()[-3000:] for log in behind_nginx["logs"]}
+        raise AssertionError(f"no WebSocket answer through nginx; logs: {tails}") from None
+    assert hello == {"kind": "hello", "organization": org.pk}
 
 
 # -- Mosquitto -------------------------------------------------------------------------
