@@ -1,4 +1,6 @@
 # The two commands of the README, and a few conveniences.
+# Development runs with DEBUG on; the portal's own default is off (docs/security.md).
+export DEBUG ?= true
 .PHONY: demo test lint format bench bench-provision
 
 demo:  ## set up (virtualenv, services, database, demo data) and run the demo

@@ -6,7 +6,7 @@ class DevicesConfig(AppConfig):
     verbose_name = "Devices"
 
     def ready(self):
-        from devices import operations, unenrollment, widgets  # noqa: F401  (widgets register themselves)
+        from devices import audit_log, operations, unenrollment, widgets  # noqa: F401  (they register themselves)
         from devices.ingest import HELLO_HANDLERS, RESULT_HANDLERS
         from devices.lifecycle import LICENSED_STATES
         from devices.models import Device

@@ -13,12 +13,13 @@ from devices.lifecycle import allowed_actions
 from portal.crypto import EncryptedTextField
 from portal.models import Organization
 from portal.tenancy import OrganizationQuerySet
+from portal.validators import validate_name
 
 
 class DeviceType(models.Model):
     """A kind of device, shared by every organization (the vendor's catalogue)."""
 
-    name = models.CharField(max_length=80, unique=True)
+    name = models.CharField(max_length=80, unique=True, validators=[validate_name])
     protocol = models.CharField(max_length=8, choices=Protocol.choices)
     image_extensions = models.JSONField(
         default=list,
@@ -62,7 +63,7 @@ class Gateway(models.Model):
         help_text="Names the gateway's MQTT topics; letters, digits, '-' and '_'.",
         validators=[RegexValidator(r"^[A-Za-z0-9_-]+$", "Use letters, digits, '-' and '_' only.")],
     )
-    name = models.CharField(max_length=120)
+    name = models.CharField(max_length=120, validators=[validate_name])
     is_online = models.BooleanField(default=False)
     last_seen = models.DateTimeField(null=True, blank=True)
     secret = EncryptedTextField(help_text="Signs every message of the gateway link (HMAC-SHA256).")
@@ -86,7 +87,7 @@ class DeviceGroup(models.Model):
     organization = models.ForeignKey(
         Organization, on_delete=models.CASCADE, related_name="device_groups"
     )
-    name = models.CharField(max_length=120)
+    name = models.CharField(max_length=120, validators=[validate_name])
     description = models.CharField(max_length=255, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -120,7 +121,7 @@ class Device(models.Model):
     hardware_id = models.CharField(
         "MAC address or UID", max_length=64, null=True, blank=True, default=None
     )
-    name = models.CharField(max_length=120, blank=True)
+    name = models.CharField(max_length=120, blank=True, validators=[validate_name])
     gateway = models.ForeignKey(
         Gateway, null=True, blank=True, on_delete=models.SET_NULL, related_name="devices"
     )

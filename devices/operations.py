@@ -398,9 +398,10 @@ def _finish(filters: Q, state: str, now: datetime, changes: Changes | None, **fi
 
 def _close_bulks(bulk_ids, now) -> None:
     finished = F("done") + F("failed") + F("cancelled")
-    BulkOperation.objects.filter(
+    if BulkOperation.objects.filter(
         pk__in=list(bulk_ids), finished_at__isnull=True, total__lte=finished
-    ).update(finished_at=now)
+    ).update(finished_at=now):
+        audit.bulks_finished(BulkOperation.objects.filter(pk__in=list(bulk_ids), finished_at=now))
 
 
 def _report(device_ids, bulk_ids, changes: Changes) -> None:

@@ -457,7 +457,7 @@ class EnrollmentViewSet(
         if upload is None:
             return file_error("image", NO_FILE)
         try:
-            payload = qr.decode_image(photos.read_upload(upload))
+            payload = qr.decode_image(upload)
         except (photos.PhotoError, qr.PayloadError) as exc:
             return file_error("image", str(exc))
         return Response(decoded(self.organization, payload))

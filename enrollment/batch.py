@@ -34,6 +34,8 @@ from enrollment import services
 from enrollment.forms import clean_key, clean_serial
 from enrollment.models import EnrollmentBatch
 from licensing import capacity
+from portal import exports
+from portal.validators import validate_name
 
 MAX_BYTES = 10 * 1024 * 1024
 MAX_ROWS = 10_000
@@ -251,7 +253,10 @@ def _row(number: int, cells: list[str], columns: list, header: bool) -> Row:
     values, reasons = {}, []
     for column, cell in zip(columns, cells, strict=False):
         if column:
-            values[column] = cell.strip()
+            # A cell our errors file escaped ("'=1+2") reads back as it was; a key is
+            # taken as typed (it is never in that file).
+            cell = cell.strip()
+            values[column] = cell if column == "key" else exports.unescape(cell)
     extra = [c for c in cells[len(columns) :] if c.strip()]
     if extra:
         if header:
@@ -343,6 +348,11 @@ def _fields(row: Row, types, gateways, default_type, default_gateway) -> dict:
     fields["location_note"] = " ".join(values.get("location", "").split())
     if len(fields["location_note"]) > MAX_LOCATION:
         reasons.append(f"The location is longer than {MAX_LOCATION} characters.")
+    for key in ("name", "location_note"):
+        try:
+            validate_name(fields[key])
+        except forms.ValidationError as error:
+            reasons.append(error.messages[0])
     return fields
 
 
@@ -421,13 +431,17 @@ def plural(count: int, word: str) -> str:
 ERROR_COLUMNS = ("row", "reason", *COLUMNS)
 
 
+def error_rows(rows: list[Row]) -> list[list]:
+    """The refused rows, to fix and import again: row, reason and the row's own columns —
+    the key column left empty (keys never leave the server). ``ERROR_COLUMNS`` heads them;
+    ``portal.exports`` writes them (escaped: a refused serial may well be a formula)."""
+    return [
+        [row.number, row.reason, *({**row.values, "key": ""}.get(c, "") for c in COLUMNS)]
+        for row in rows
+    ]
+
+
 def errors_csv(rows: list[Row]) -> str:
-    """The refused rows as CSV, to fix and import again: row, reason and the row's own
-    columns — the key column left empty (keys never leave the server)."""
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\r\n")
-    writer.writerow(ERROR_COLUMNS)
-    for row in rows:
-        values = {**row.values, "key": ""}
-        writer.writerow([row.number, row.reason, *(values.get(c, "") for c in COLUMNS)])
-    return out.getvalue()
+    """The refused rows as the whole CSV file (the download and ``enroll_import`` stream
+    theirs from ``error_rows``)."""
+    return exports.text(ERROR_COLUMNS, error_rows(rows))

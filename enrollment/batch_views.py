@@ -5,10 +5,11 @@ server, in the user's session: the raw bytes compressed and encrypted with the
 portal's field key (``portal.crypto``), under a random token that the preview's
 Commit button carries. The session is the store every process of the portal shares
 (the database by default); a cache may be per process. Once committed, the session
-keeps only the rejected rows' CSV — without keys — for the download.
+keeps only the rejected rows — without keys — for the download.
 """
 
 import base64
+import json
 import secrets
 import time
 import zlib
@@ -17,7 +18,7 @@ from django import forms
 from django.contrib import messages
 from django.core.exceptions import RequestDataTooBig
 from django.db import DatabaseError
-from django.http import Http404, HttpResponse
+from django.http import Http404
 from django.shortcuts import redirect
 from django.urls import reverse
 from django.utils.cache import add_never_cache_headers
@@ -26,7 +27,8 @@ from django.views import View
 from devices.models import DeviceType, Gateway
 from devices.views.base import render_varying, wants_partial
 from enrollment import batch
-from portal import crypto
+from portal import crypto, exports
+from portal.forms_too_big import limit_text
 from portal.tenancy import OrganizationRequiredMixin
 
 SESSION_KEY = "enrollment_batch"
@@ -167,24 +169,54 @@ class BatchMixin(OrganizationRequiredMixin):
 
 
 class BatchNewView(BatchMixin, View):
-    """The form (GET), and the preview of a posted list (POST)."""
+    """The form (GET), and the preview of a posted list (POST).
+
+    A refused list is never echoed back: the form comes back empty with the reasons, so
+    the pasted access keys do not travel back into the page (and the browser's history).
+    """
+
+    handles_too_big_forms = True  # portal.forms_too_big
 
     def get(self, request):
         form = BatchForm(organization=self.organization)
         return self.render_step("enrollment/batch_form.html", {"form": form})
 
+    def refused(self, errors, status, form=None):
+        """The form again, empty but for the chosen defaults, with the reasons above it."""
+        initial = {}
+        if form is not None:
+            initial = {
+                name: form.cleaned_data[name]
+                for name in ("device_type", "gateway")
+                if form.cleaned_data.get(name) is not None
+            }
+        fresh = BatchForm(organization=self.organization, initial=initial)
+        pasted = bool(self.request.POST.get("text")) or hasattr(self.request, "form_too_big")
+        context = {"form": fresh, "errors": errors, "pasted": pasted}
+        return self.render_step("enrollment/batch_form.html", context, status=status)
+
     def post(self, request):
+        if limit := getattr(request, "form_too_big", None):
+            return self.refused(
+                [
+                    f"The pasted list is larger than {limit_text(limit)}, the most a form "
+                    f"field takes. Upload it as a file instead (up to "
+                    f"{batch.MAX_BYTES // 1024 // 1024} MB), or paste it in parts."
+                ],
+                status=413,
+            )
         try:
             form = BatchForm(request.POST, request.FILES, organization=self.organization)
             valid = form.is_valid()
-        except RequestDataTooBig:
-            form = BatchForm(organization=self.organization)
-            form.add_error(
-                None, "The pasted list is too long for a form field: upload it as a file."
-            )
-            valid = False
+        except RequestDataTooBig:  # Django's count of form fields, if reached here
+            return self.refused([f"The pasted list is larger than {limit_text()}."], 413)
         if not valid:
-            return self.render_step("enrollment/batch_form.html", {"form": form}, status=400)
+            errors = [
+                f"{form.fields[name].label}: {error}" if name in form.fields else error
+                for name, messages in form.errors.items()
+                for error in messages
+            ]
+            return self.refused(errors, 400, form)
         device_type = form.cleaned_data.get("device_type")
         gateway = form.cleaned_data.get("gateway")
         checked = batch.check(
@@ -249,7 +281,7 @@ class BatchCommitView(BatchMixin, View):
             "source": entry["source"],
             "batch": committed.batch.pk,
             "errors": base64.b64encode(
-                zlib.compress(batch.errors_csv(invalid).encode("utf-8"), 6)
+                zlib.compress(json.dumps(batch.error_rows(invalid)).encode("utf-8"), 6)
             ).decode("ascii"),
         }
         context = {
@@ -277,11 +309,7 @@ class BatchErrorsView(BatchMixin, View):
                 device_type=device_type,
                 gateway=gateway,
             )
-            body = batch.errors_csv(checked.invalid)
+            rows = batch.error_rows(checked.invalid)
         else:
-            body = zlib.decompress(base64.b64decode(entry["errors"])).decode("utf-8")
-        # A BOM, so that spreadsheet programs read the file as UTF-8.
-        response = HttpResponse("\ufeff" + body, content_type="text/csv; charset=utf-8")
-        response["Content-Disposition"] = 'attachment; filename="enrollment-rejected-rows.csv"'
-        add_never_cache_headers(response)
-        return response
+            rows = json.loads(zlib.decompress(base64.b64decode(entry["errors"])))
+        return exports.response("enrollment-rejected-rows.csv", batch.ERROR_COLUMNS, rows)

@@ -6,6 +6,7 @@ from django import forms
 
 from devices.models import DeviceType, Gateway
 from enrollment import services
+from portal.validators import validate_name
 
 SERIAL_RE = re.compile(r"[\x21-\x7e]{1,64}")  # printable ASCII, no spaces
 KEY_MIN, KEY_MAX = 4, 128
@@ -41,8 +42,10 @@ class EnrollForm(forms.Form):
     gateway = forms.ModelChoiceField(
         queryset=Gateway.objects.none(), help_text="The gateway that enrolls the device."
     )
-    name = forms.CharField(max_length=120, required=False)
-    location_note = forms.CharField(max_length=255, required=False, label="Location")
+    name = forms.CharField(max_length=120, required=False, validators=[validate_name])
+    location_note = forms.CharField(
+        max_length=255, required=False, label="Location", validators=[validate_name]
+    )
 
     def __init__(self, *args, organization, **kwargs):
         super().__init__(*args, **kwargs)

@@ -84,7 +84,7 @@ class InstallerScanView(InstallerMixin, View):
         if upload is None:
             return self.page("Take a photo of the device's QR label first.", status=400)
         try:
-            payload = qr.decode_image(photos.read_upload(upload))
+            payload = qr.decode_image(upload)
         except (photos.PhotoError, qr.PayloadError) as exc:
             return self.page(str(exc), status=400)
         self.clear_draft()

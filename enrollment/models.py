@@ -13,6 +13,7 @@ from devices.models import Device, DeviceType, Gateway, Operation
 from portal.crypto import EncryptedTextField
 from portal.models import Organization
 from portal.tenancy import OrganizationQuerySet
+from portal.validators import validate_name
 
 
 class EnrollmentStatus(models.TextChoices):
@@ -77,8 +78,8 @@ class EnrollmentRecord(models.Model):
     batch = models.ForeignKey(
         EnrollmentBatch, null=True, blank=True, on_delete=models.SET_NULL, related_name="records"
     )
-    name = models.CharField(max_length=120, blank=True)
-    location_note = models.CharField(max_length=255, blank=True)
+    name = models.CharField(max_length=120, blank=True, validators=[validate_name])
+    location_note = models.CharField(max_length=255, blank=True, validators=[validate_name])
     photo = models.ImageField(upload_to="enrollment/photos/%Y/%m/", blank=True)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"

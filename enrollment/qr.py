@@ -135,17 +135,21 @@ def format_record(record) -> str:
     return format(record.serial_number, record.access_key, record.device_type.name)
 
 
-def decode_image(data: bytes) -> Payload:
-    """The payload of the one QR code in a photo (bytes of an image file).
+def decode_image(upload) -> Payload:
+    """The payload of the one QR code in a photo (an uploaded file, or its bytes).
 
     Raises ``photos.PhotoError`` for a non-image or an oversized one, ``NoCodeFound``,
     ``SeveralCodes`` (different codes; the same code twice is fine) or a
-    ``PayloadError`` for a code that is not a valid FG1 payload.
+    ``PayloadError`` for a code that is not a valid FG1 payload. The photo is read,
+    decoded (in grey: all the reader needs) and searched inside one of the process's
+    decode slots (``photos.decoding``), so memory stays bounded.
     """
-    image = photos.open_image(photos.read_upload(data))
-    if image.mode not in ("L", "RGB"):
-        image = image.convert("RGB")
-    found = zxingcpp.read_barcodes(image, formats=(zxingcpp.BarcodeFormat.QRCode,))
+    with photos.decoding():
+        image = photos.open_image(photos.read_upload(upload), mode="L")
+        if image.mode not in ("L", "RGB"):
+            image = image.convert("L")
+        found = zxingcpp.read_barcodes(image, formats=(zxingcpp.BarcodeFormat.QRCode,))
+        del image
     texts = list(dict.fromkeys(code.text for code in found if code.valid))
     if not texts:
         raise NoCodeFound(NO_CODE)

@@ -1,6 +1,7 @@
 from django.apps import AppConfig
 from django.conf import settings
 from django.core import checks
+from django.core.exceptions import ImproperlyConfigured
 
 
 class LicensingConfig(AppConfig):
@@ -9,7 +10,16 @@ class LicensingConfig(AppConfig):
 
     def ready(self):
         from licensing import widgets  # noqa: F401  (registers the Licenses widget)
+        from licensing.keys import DEMO_PUBLIC_KEY
 
+        # The demo key's private half is in the repository: with it, anybody can sign a
+        # license this portal would accept. Production refuses to start with it.
+        if not settings.DEBUG and settings.LICENSE_PUBLIC_KEY.strip() == DEMO_PUBLIC_KEY:
+            raise ImproperlyConfigured(
+                "Refusing to start: DEBUG is off but LICENSE_PUBLIC_KEY is not set (the demo "
+                "key would accept licenses signed with the private key published in the "
+                "repository). Set LICENSE_PUBLIC_KEY to the vendor's public key."
+            )
         checks.register(check_license_public_key)
 
 

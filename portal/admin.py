@@ -11,12 +11,26 @@
   page shows "••••" (or "not set") in their place, read-only.
 """
 
-from django.contrib import admin
+from django import forms
+from django.contrib import admin, messages
 from django.contrib.admin.utils import lookup_spawns_duplicates
+from django.contrib.auth import get_user_model
+from django.contrib.auth.admin import UserAdmin
 from django.db.models import Count
 from django.db.models.constants import LOOKUP_SEP
+from django_rq.admin import QueueAdmin
+from django_rq.models import Dashboard
 
-from portal.models import AuditEntry, DashboardLayout, Membership, Organization
+from portal import membership as rules
+from portal.choices import Role
+from portal.models import (
+    ApiToken,
+    AuditEntry,
+    DashboardLayout,
+    Invitation,
+    Membership,
+    Organization,
+)
 
 MASK = "••••"
 MASK_SUFFIX = "_masked"
@@ -179,11 +193,22 @@ def superuser_only(request) -> bool:
 
 
 class MembershipInline(admin.TabularInline):
+    """Read-only here: role changes go through the Membership page (``portal.membership``)."""
+
     model = Membership
     extra = 0
     fields = ["user", "is_administrator", "is_device_manager", "is_iot_manager", "created_at"]
-    readonly_fields = ["created_at"]
-    raw_id_fields = ["user"]
+    readonly_fields = fields
+    show_change_link = True
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
 
 
 @admin.register(Organization)
@@ -206,9 +231,46 @@ class OrganizationAdmin(OrganizationScopedAdminMixin, admin.ModelAdmin):
         # Staff would not see an organization they are not a member of.
         return superuser_only(request)
 
+    def has_delete_permission(self, request, obj=None):
+        # Deleting an organization deletes everything it owns, its audit log included.
+        return superuser_only(request)
+
+
+class MembershipRolesForm(forms.ModelForm):
+    """The role checkboxes, checked by ``portal.membership``'s rules before saving."""
+
+    class Meta:
+        model = Membership
+        fields = ["is_administrator", "is_device_manager", "is_iot_manager"]
+
+    def roles(self) -> frozenset[str]:
+        fields = Membership.ROLE_FIELDS
+        return frozenset(role.value for role in Role if self.cleaned_data.get(fields[role]))
+
+    def clean(self):
+        cleaned = super().clean()
+        membership, actor = self.instance, self.actor
+        if not rules.may_manage(actor, membership.organization):
+            raise forms.ValidationError(
+                f"Only an Administrator of {membership.organization} may change its members."
+            )
+        current = Membership.objects.get(pk=membership.pk)
+        if rules.leaves_no_administrator(current, self.roles()):
+            raise forms.ValidationError(
+                rules.last_administrator_message(current, actor, removing=False)
+            )
+        return cleaned
+
 
 @admin.register(Membership)
 class MembershipAdmin(OrganizationScopedAdminMixin, admin.ModelAdmin):
+    """Support changes role groups here under the portal's rules, audited like the portal.
+
+    Nobody is added here: existing accounts join by invitation, new ones are created by
+    an organization's Administrator in the portal.
+    """
+
+    form = MembershipRolesForm
     list_display = [
         "user",
         "organization",
@@ -225,8 +287,82 @@ class MembershipAdmin(OrganizationScopedAdminMixin, admin.ModelAdmin):
     ]
     search_fields = ["user__username", "user__email", "organization__name"]
     list_select_related = ["user", "organization"]
-    raw_id_fields = ["user"]
-    readonly_fields = ["created_at"]
+    fields = ["user", "organization", "is_administrator", "is_device_manager", "is_iot_manager"]
+    readonly_fields = ["user", "organization", "created_at"]
+    actions = None  # a bulk delete would skip the last-Administrator rule
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        if not super().has_delete_permission(request, obj):
+            return False
+        if obj is None:
+            return True
+        return rules.may_manage(request.user, obj.organization) and not (
+            rules.leaves_no_administrator(obj)
+        )
+
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        form = super().get_form(request, obj, change=change, **kwargs)
+        form.actor = request.user
+        return form
+
+    def save_model(self, request, obj, form, change):
+        try:
+            rules.change_roles(request.user, obj, form.roles())
+        except rules.Refused as refusal:  # lost a race with another change
+            messages.error(request, str(refusal))
+
+    def delete_model(self, request, obj):
+        rules.remove(request.user, obj)
+
+
+@admin.register(Invitation)
+class InvitationAdmin(OrganizationScopedAdminMixin, admin.ModelAdmin):
+    """Read-only: invitations are made, accepted and withdrawn in the portal."""
+
+    list_display = ["username", "organization", "created_at", "expires_at", "accepted_at"]
+    list_filter = [("organization", admin.RelatedOnlyFieldListFilter)]
+    search_fields = ["username", "organization__name"]
+    list_select_related = ["organization"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(ApiToken)
+class ApiTokenAdmin(admin.ModelAdmin):
+    """Support sees which tokens exist and may revoke them; never a key (only digests exist)."""
+
+    list_display = ["user", "name", "prefix", "created_at", "expires_at", "revoked_at"]
+    search_fields = ["user__username", "name", "prefix"]
+    list_select_related = ["user"]
+    exclude = ["digest"]
+    readonly_fields = ["user", "name", "prefix", "created_at", "expires_at", "last_used_at"]
+    actions = ["revoke"]
+
+    def has_module_permission(self, request):
+        return superuser_only(request)
+
+    def has_view_permission(self, request, obj=None):
+        return superuser_only(request)
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return superuser_only(request)
+
+    @admin.action(description="Revoke the selected tokens")
+    def revoke(self, request, queryset):
+        from django.utils import timezone
+
+        count = queryset.filter(revoked_at__isnull=True).update(revoked_at=timezone.now())
+        messages.success(request, f"Revoked {count} tokens.")
 
 
 @admin.register(AuditEntry)
@@ -265,3 +401,54 @@ class DashboardLayoutAdmin(OrganizationScopedAdminMixin, admin.ModelAdmin):
     search_fields = ["user__username"]
     list_select_related = ["user"]
     raw_id_fields = ["user"]
+
+
+class ScopedUserAdmin(UserAdmin):
+    """Accounts, scoped like everything else: staff see the users of their organizations.
+
+    Only superusers change accounts here (and flags like ``is_staff``); other staff look
+    them up read-only, so no staff member can raise their own rights, reset an
+    Administrator's password or create accounts outside an organization.
+    """
+
+    def get_queryset(self, request):
+        queryset = super().get_queryset(request)
+        if superuser_only(request):
+            return queryset
+        return queryset.filter(
+            memberships__organization__in=organizations_for(request.user)
+        ).distinct()
+
+    def has_add_permission(self, request):
+        return superuser_only(request)
+
+    def has_change_permission(self, request, obj=None):
+        return superuser_only(request)
+
+    def has_delete_permission(self, request, obj=None):
+        return superuser_only(request)
+
+
+class SuperuserQueueAdmin(QueueAdmin):
+    """django-rq's dashboard inside the admin, for superusers only (every tenant's jobs)."""
+
+    def has_module_permission(self, request):
+        return superuser_only(request)
+
+    def has_view_permission(self, request, obj=None):
+        return superuser_only(request)
+
+    def has_change_permission(self, request, obj=None):
+        return superuser_only(request)
+
+    def get_urls(self):
+        from portal.rq_urls import guard
+
+        return guard(super().get_urls())
+
+
+User = get_user_model()
+if admin.site.is_registered(User):
+    admin.site.unregister(User)
+admin.site.register(User, ScopedUserAdmin)
+admin.site.register(Dashboard, SuperuserQueueAdmin)

@@ -1,30 +1,51 @@
 """What every API view shares: who is asking, in which organization, under which rule.
 
-The API answers to the same rules as the widgets. The organization is resolved with
-``portal.tenancy``'s own functions (the session's choice, else the first membership),
-except that a request may name one of the user's organizations in an
-``X-Organization`` header (slug or id) — a token client has no session to remember a
-choice in. Rows are reached only through ``for_organization``; role checks go through
+The API answers to the same rules as the widgets. A request may name one of the
+user's organizations in an ``X-Organization`` header (slug or id). Without it, a
+session-authenticated request acts where the portal does (``portal.tenancy``: the
+session's choice, else the user's oldest membership); a token request — which has no
+session to remember a choice in — acts in the user's only organization, and a user of
+several must name one (400, with the slugs to choose from): a token call is never
+ambiguous. Rows are reached only through ``for_organization``; role checks go through
 ``portal.permissions.allows``.
 
 Status codes match the widgets': not logged in 401 (the widgets redirect to the login
 page instead), no organization or a role that does not allow it 403, another
-organization's object 404.
+organization's object 404, an organization left unnamed 400.
 """
 
+from django.core.exceptions import ValidationError as DjangoValidationError
 from drf_spectacular.openapi import AutoSchema as SpectacularAutoSchema
-from drf_spectacular.utils import OpenApiParameter
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers
 from rest_framework.authentication import SessionAuthentication
-from rest_framework.exceptions import PermissionDenied
+from rest_framework.exceptions import APIException, PermissionDenied
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.permissions import BasePermission
+from rest_framework.response import Response
+from rest_framework.views import APIView
 
 from portal import permissions, tenancy
 
 ORGANIZATION_HEADER = "X-Organization"
 NO_ORGANIZATION = "You belong to no organization."
 NOT_A_MEMBER = f"{ORGANIZATION_HEADER} names no organization you belong to."
+
+
+class OrganizationNotNamed(APIException):
+    status_code = 400
+    default_code = "organization_required"
+
+
+def not_named(memberships) -> OrganizationNotNamed:
+    choices = ", ".join(
+        f"{m.organization.slug} ({m.organization_id})"
+        for m in sorted(memberships, key=lambda m: m.organization.slug)
+    )
+    return OrganizationNotNamed(
+        f"You belong to several organizations: name one in the {ORGANIZATION_HEADER} "
+        f"header, by slug or id — {choices}."
+    )
 
 
 def api_membership(request):
@@ -49,9 +70,11 @@ def api_membership(request):
         if named is None:
             raise PermissionDenied(NOT_A_MEMBER)
         return tenancy.choose_membership(memberships, named.organization_id)
-    session = getattr(django_request, "session", None)
-    chosen_id = session.get(tenancy.SESSION_KEY) if session is not None else None
-    return tenancy.choose_membership(memberships, chosen_id)
+    if not isinstance(request.successful_authenticator, SessionAuthentication):
+        if len(memberships) > 1:
+            raise not_named(memberships)
+        return memberships[0] if memberships else None
+    return tenancy.choose_membership(memberships, django_request.session.get(tenancy.SESSION_KEY))
 
 
 def form_errors(form) -> dict[str, list[str]]:
@@ -160,9 +183,63 @@ class AutoSchema(SpectacularAutoSchema):
                     str,
                     OpenApiParameter.HEADER,
                     description=(
-                        "The organization to act in, by slug or id, among yours. Without "
-                        "it: the one chosen in the portal (session), else your first."
+                        "The organization to act in, by slug or id, among yours. Required "
+                        "with a token when you belong to several (400 otherwise); with the "
+                        "portal's session it defaults to the organization chosen there."
                     ),
                 ),
             ]
         return parameters
+
+
+class TokenLoginSerializer(serializers.Serializer):
+    username = serializers.CharField()
+    password = serializers.CharField(style={"input_type": "password"}, trim_whitespace=False)
+    name = serializers.CharField(
+        required=False, default="", max_length=80, help_text="What the token is for."
+    )
+
+
+class IssuedTokenSerializer(serializers.Serializer):
+    token = serializers.CharField(help_text="Shown only in this answer.")
+    expires_at = serializers.DateTimeField()
+
+
+class TokenLoginView(APIView):
+    """Trade a username and password for a new API token (the installer app's login).
+
+    Throttled like every login (django-axes, ``portal.auth_backends``): after a few wrong
+    passwords the pair of username and address gets 429 for a while, right password or not.
+    """
+
+    authentication_classes: list = []
+    permission_classes: list = []
+
+    @extend_schema(
+        request=TokenLoginSerializer,
+        responses={201: IssuedTokenSerializer, 400: ErrorSerializer, 429: ErrorSerializer},
+        auth=[],
+    )
+    def post(self, request):
+        from django.contrib.auth import authenticate
+
+        from portal import tokens
+        from portal.validators import validate_name
+
+        data = TokenLoginSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        user = authenticate(
+            request._request,
+            username=data.validated_data["username"],
+            password=data.validated_data["password"],
+        )
+        if user is None:
+            # Locked out: AxesMiddleware replaces this answer with its 429.
+            return Response({"detail": "Wrong username or password."}, status=400)
+        name = data.validated_data["name"] or "token login"
+        try:
+            validate_name(name)
+        except DjangoValidationError as error:
+            raise serializers.ValidationError({"name": error.messages}) from None
+        token, key = tokens.issue(user, name=name)
+        return Response({"token": key, "expires_at": token.expires_at}, status=201)

@@ -5,8 +5,23 @@ itself. The docs pages load Swagger UI and Redoc from the sidecar's static files
 work with no Internet access.
 """
 
+from django.conf import settings
 from django.urls import include, path
+from django.utils.csp import CSP
+from django.views.decorators.csp import csp_override
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
+
+from portal.api import TokenLoginView
+
+# Redoc's bundle writes its own <style> elements and runs its search in a Web Worker from
+# a blob: URL; the rest of its policy is the portal's. (A nonce in style-src would make
+# browsers ignore 'unsafe-inline', so this page's style-src has none.)
+REDOC_CSP = {
+    **settings.SECURE_CSP,
+    "style-src": [CSP.SELF, CSP.UNSAFE_INLINE],
+    "worker-src": [CSP.SELF, "blob:"],
+    "img-src": [CSP.SELF, "data:", "blob:"],
+}
 
 app_name = "api"
 
@@ -15,12 +30,23 @@ urlpatterns = [
     path("", include("licensing.api")),
     path("", include("enrollment.api")),
     path("", include("firmware.api")),
+    path("auth/token/", TokenLoginView.as_view(), name="token-login"),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
-    path("docs/", SpectacularSwaggerView.as_view(url_name="api:schema"), name="docs"),
+    path(
+        "docs/",
+        SpectacularSwaggerView.as_view(
+            url_name="api:schema", template_name="portal/api_swagger.html"
+        ),
+        name="docs",
+    ),
     path(
         "redoc/",
         # Redoc's stock page fetches web fonts from a CDN; ours does not.
-        SpectacularRedocView.as_view(url_name="api:schema", template_name="portal/api_redoc.html"),
+        csp_override(REDOC_CSP)(
+            SpectacularRedocView.as_view(
+                url_name="api:schema", template_name="portal/api_redoc.html"
+            )
+        ),
         name="redoc",
     ),
 ]

@@ -14,3 +14,14 @@ class AuditOutcome(models.TextChoices):
     PARTIAL = "partial", "Partial"
     FAILURE = "failure", "Failure"
     DENIED = "denied", "Denied"
+    CANCELLED = "cancelled", "Cancelled"
+
+
+# How each outcome looks in the Audit log widget.
+AUDIT_OUTCOME_COLOURS = {
+    AuditOutcome.SUCCESS: "green",
+    AuditOutcome.PARTIAL: "amber",
+    AuditOutcome.FAILURE: "red",
+    AuditOutcome.DENIED: "red",
+    AuditOutcome.CANCELLED: "grey",
+}

@@ -1,15 +1,17 @@
-"""Forms of the portal's own pages: adding members, editing their role groups, removing them.
+"""Forms of the portal's own pages: inviting and creating members, editing their role
+groups, removing them.
 
 Every guard rail is a form error, so a refused change re-renders the page with a
-sentence next to the field instead of failing. The "last Administrator" rule asks
-``portal.permissions`` who may manage members; it never reads role fields itself.
+sentence next to the field instead of failing. The rules themselves (last
+Administrator, who may change what) live in ``portal.membership``; the forms only
+show its answer early.
 """
 
 from django import forms
 from django.contrib.auth import get_user_model
 from django.contrib.auth.forms import UserCreationForm
 
-from portal import permissions
+from portal import membership as rules
 from portal.choices import Role
 from portal.models import Membership
 
@@ -24,39 +26,12 @@ def roles_field():
     )
 
 
-def leaves_no_administrator(membership, new_roles=None) -> bool:
-    """Would this change leave the organization with nobody allowed to manage members?
+class InviteMemberForm(forms.Form):
+    """Invite an existing account by its username; its owner accepts in the portal.
 
-    ``new_roles`` is the membership's role set after the change, or None when the
-    membership is being removed. Callers hold the organization's row lock (see
-    ``member_views.locked_organization``) so two administrators demoting each other at
-    once cannot both pass.
+    Whether the username exists is never said (``portal.membership.invite``); only a
+    current member of this organization is refused, as the member list shows them anyway.
     """
-    if not permissions.can_manage_members(membership.roles):
-        return False  # changing a non-administrator cannot lose the last one
-    if new_roles is not None and permissions.can_manage_members(new_roles):
-        return False
-    others = (
-        Membership.objects.filter(organization_id=membership.organization_id)
-        .exclude(pk=membership.pk)
-        .only(*Membership.ROLE_FIELDS.values())
-    )
-    return not any(permissions.can_manage_members(m.roles) for m in others.iterator())
-
-
-def last_administrator_message(membership, acting_user, removing: bool) -> str:
-    organization = membership.organization
-    if membership.user_id == acting_user.pk:
-        what = "remove yourself" if removing else "remove your own Administrator role"
-        return (
-            f"You are the last Administrator of {organization}, so you cannot {what}. "
-            "Give another member the Administrator role first."
-        )
-    return f"{organization} must keep at least one Administrator."
-
-
-class AddExistingMemberForm(forms.Form):
-    """Add a user who already has an account (in this or another organization)."""
 
     username = forms.CharField(label="Username", max_length=150)
     roles = roles_field()
@@ -64,29 +39,15 @@ class AddExistingMemberForm(forms.Form):
     def __init__(self, *args, organization, **kwargs):
         super().__init__(*args, **kwargs)
         self.organization = organization
-        self.user = None
 
     def clean_username(self):
         username = self.cleaned_data["username"].strip()
         model = get_user_model()
-        lookup = {f"{model.USERNAME_FIELD}__iexact": username}
-        matches = list(model._default_manager.filter(**lookup)[:10])
-        # Usernames are case-sensitive in Django: prefer the exact spelling, else a sole match.
-        user = next((u for u in matches if u.get_username() == username), None)
-        if user is None and len(matches) == 1:
-            user = matches[0]
-        if user is None:
-            raise forms.ValidationError(
-                "No user has this username. To give someone a new account, use "
-                "“Create a new user” instead."
-            )
-        if not user.is_active:
-            raise forms.ValidationError("This account is deactivated; it cannot be added.")
-        if Membership.objects.filter(user=user, organization=self.organization).exists():
-            raise forms.ValidationError(
-                f"{user.get_username()} is already a member of {self.organization}."
-            )
-        self.user = user
+        members = Membership.objects.filter(
+            organization=self.organization, **{f"user__{model.USERNAME_FIELD}": username}
+        )
+        if members.exists():
+            raise forms.ValidationError(f"{username} is already a member of {self.organization}.")
         return username
 
 
@@ -119,9 +80,9 @@ class MemberRolesForm(forms.Form):
 
     def clean_roles(self):
         roles = frozenset(self.cleaned_data["roles"])
-        if leaves_no_administrator(self.membership, roles):
+        if rules.leaves_no_administrator(self.membership, roles):
             raise forms.ValidationError(
-                last_administrator_message(self.membership, self.acting_user, removing=False)
+                rules.last_administrator_message(self.membership, self.acting_user, removing=False)
             )
         return roles
 
@@ -135,8 +96,8 @@ class RemoveMemberForm(forms.Form):
         self.acting_user = acting_user
 
     def clean(self):
-        if leaves_no_administrator(self.membership):
+        if rules.leaves_no_administrator(self.membership):
             raise forms.ValidationError(
-                last_administrator_message(self.membership, self.acting_user, removing=True)
+                rules.last_administrator_message(self.membership, self.acting_user, removing=True)
             )
         return super().clean()

@@ -7,13 +7,39 @@ of messages, not 10,000.
 """
 
 import contextlib
+import logging
 
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 
+logger = logging.getLogger(__name__)
+
 
 def org_group(organization_id: int) -> str:
     return f"org.{organization_id}"
+
+
+def user_group(user_id: int) -> str:
+    """Every open socket of one user: told when that user's access may have changed."""
+    return f"user.{user_id}"
+
+
+def access_changed(user_id: int, ended_session: str | None = None) -> None:
+    """Tell ``user_id``'s open sockets to re-check their access now (sync code).
+
+    ``ended_session``: a session that just logged out; its sockets close without a check.
+    Called by ``portal.signals`` after a logout, a membership change or an account change.
+    """
+    layer = get_channel_layer()
+    if layer is None:
+        return
+    message = {"type": "access.changed", "ended_session": ended_session or ""}
+    try:
+        async_to_sync(layer.group_send)(user_group(user_id), message)
+    except Exception:  # Redis away: the sockets' own periodic check still closes them
+        logger.warning(
+            "Could not tell user %s's sockets to re-check access", user_id, exc_info=True
+        )
 
 
 def publish(organization_id: int, kind: str, **payload) -> None:

@@ -9,4 +9,9 @@ urlpatterns = [
     path("add/", member_views.MemberAddView.as_view(), name="member-add"),
     path("<int:pk>/edit/", member_views.MemberEditView.as_view(), name="member-edit"),
     path("<int:pk>/remove/", member_views.MemberRemoveView.as_view(), name="member-remove"),
+    path(
+        "invitations/<int:pk>/revoke/",
+        member_views.InvitationRevokeView.as_view(),
+        name="invitation-revoke",
+    ),
 ]

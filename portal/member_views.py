@@ -1,36 +1,23 @@
-"""Members of the current organization: list, add, change role groups, remove.
+"""Members of the current organization: list, invite or create, change role groups, remove;
+and the invitee's side: the invitations addressed to the logged-in user.
 
-Only members whom ``permissions`` allows ``manage_members`` get here. Every lookup goes
-through the current organization's scope, so another organization's membership id is
-a 404. Changes that could lose the last Administrator run under the organization's row
-lock and re-check inside it; every change writes one audit entry.
+Only members whom ``permissions`` allows ``manage_members`` reach the member pages.
+Every lookup goes through the current organization's scope, so another organization's
+membership id is a 404. The changes themselves — and their audit entries, and the
+"last Administrator" rule — are ``portal.membership``'s.
 """
 
-from contextlib import contextmanager
-
 from django.contrib import messages
+from django.contrib.auth.mixins import LoginRequiredMixin
 from django.db import IntegrityError, transaction
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views import View
 from django.views.generic import ListView
 
-from portal import audit, permissions, tenancy
-from portal.forms import AddExistingMemberForm, CreateMemberForm, MemberRolesForm, RemoveMemberForm
-from portal.models import Membership, Organization
-
-ROLE_FIELDS = list(Membership.ROLE_FIELDS.values())
-
-
-@contextmanager
-def locked_organization(organization):
-    """One transaction holding the organization's row lock: membership changes queue up.
-
-    On SQLite the IMMEDIATE transaction mode already serializes writers; on PostgreSQL
-    the ``SELECT … FOR UPDATE`` does.
-    """
-    with transaction.atomic():
-        Organization.objects.select_for_update().get(pk=organization.pk)
-        yield
+from portal import membership as rules
+from portal import permissions, tenancy
+from portal.forms import CreateMemberForm, InviteMemberForm, MemberRolesForm, RemoveMemberForm
+from portal.models import Invitation, Membership
 
 
 class MemberMixin(tenancy.OrganizationRequiredMixin):
@@ -59,54 +46,70 @@ class MemberListView(MemberMixin, ListView):
     def get_queryset(self):
         return self.memberships().order_by("user__username", "pk")
 
+    def get_context_data(self, **kwargs):
+        context = super().get_context_data(**kwargs)
+        context["invitations"] = (
+            self.scoped(Invitation).pending().select_related("invited_by").order_by("username")
+        )
+        return context
+
 
 class MemberAddView(MemberMixin, View):
+    """Invite an existing account (its owner accepts), or create a new one in here."""
+
     template_name = "portal/members_add.html"
 
     def forms(self, mode=None, data=None):
         org = self.organization
         return (
-            AddExistingMemberForm(
-                data if mode == "existing" else None, prefix="existing", organization=org
-            ),
+            InviteMemberForm(data if mode == "invite" else None, prefix="invite", organization=org),
             CreateMemberForm(data if mode == "new" else None, prefix="new", organization=org),
         )
 
-    def render_forms(self, existing, new, status=200):
-        context = {"existing_form": existing, "new_form": new}
+    def render_forms(self, invite, new, status=200):
+        context = {"invite_form": invite, "new_form": new}
         return render(self.request, self.template_name, context, status=status)
 
     def get(self, request):
         return self.render_forms(*self.forms())
 
     def post(self, request):
-        mode = "new" if request.POST.get("mode") == "new" else "existing"
-        existing, new = self.forms(mode, request.POST)
-        form = new if mode == "new" else existing
+        mode = "new" if request.POST.get("mode") == "new" else "invite"
+        invite, new = self.forms(mode, request.POST)
+        form = new if mode == "new" else invite
         if not form.is_valid():
-            return self.render_forms(existing, new)
+            return self.render_forms(invite, new)
+        roles = form.cleaned_data["roles"]
+        if mode == "invite":
+            invitation = rules.invite(
+                request.user, self.organization, form.cleaned_data["username"], roles
+            )
+            messages.success(
+                request,
+                f"Invitation recorded. If an account named {invitation.username} exists, its "
+                f"owner sees the invitation on their Invitations page after logging in and "
+                f"can accept it until {invitation.expires_at:%Y-%m-%d}.",
+            )
+            return redirect("members")
         try:
             with transaction.atomic():
-                user = form.save() if mode == "new" else form.user
-                membership = Membership(user=user, organization=self.organization)
-                membership.set_roles(form.cleaned_data["roles"])
-                membership.save()
-                audit.record(
-                    self.organization,
-                    request.user,
-                    "member.add",
-                    [membership],
-                    username=user.get_username(),
-                    roles=sorted(membership.roles),
-                    created_user=mode == "new",
-                )
+                user = form.save()
+                rules.add_new_user(request.user, self.organization, user, roles)
         except IntegrityError:
-            # Another administrator added the same person (or took the username) just now.
-            form.add_error(
-                "username", "This user was added or created a moment ago; check the member list."
-            )
-            return self.render_forms(existing, new)
+            # Another administrator took the username just now.
+            form.add_error("username", "This username was taken a moment ago; choose another.")
+            return self.render_forms(invite, new)
         messages.success(request, f"{user.get_username()} is now a member of {self.organization}.")
+        return redirect("members")
+
+
+class InvitationRevokeView(MemberMixin, View):
+    def post(self, request, pk):
+        invitation = get_object_or_404(self.scoped(Invitation), pk=pk)
+        if rules.revoke_invitation(request.user, invitation):
+            messages.success(request, f"The invitation of {invitation.username} is withdrawn.")
+        else:
+            messages.info(request, "That invitation was no longer open.")
         return redirect("members")
 
 
@@ -122,29 +125,20 @@ class MemberEditView(MemberMixin, View):
         return self.render_form(membership, form)
 
     def post(self, request, pk):
-        with locked_organization(self.organization):
-            membership = self.get_membership()  # re-read under the lock
-            form = MemberRolesForm(request.POST, membership=membership, acting_user=request.user)
-            if not form.is_valid():
-                return self.render_form(membership, form)
-            before = sorted(membership.roles)
-            membership.set_roles(form.cleaned_data["roles"])
-            after = sorted(membership.roles)
-            if before != after:
-                membership.save(update_fields=ROLE_FIELDS)
-                audit.record(
-                    self.organization,
-                    request.user,
-                    "member.change_roles",
-                    [membership],
-                    username=membership.user.get_username(),
-                    before=before,
-                    after=after,
-                )
-        if before == after:
-            messages.info(request, f"{membership.user.get_username()}'s role groups are unchanged.")
+        membership = self.get_membership()
+        form = MemberRolesForm(request.POST, membership=membership, acting_user=request.user)
+        if not form.is_valid():
+            return self.render_form(membership, form)
+        try:
+            changed = rules.change_roles(request.user, membership, form.cleaned_data["roles"])
+        except rules.Refused as refusal:
+            form.add_error("roles", str(refusal))
+            return self.render_form(membership, form)
+        name = membership.user.get_username()
+        if changed:
+            messages.success(request, f"Updated {name}'s role groups.")
         else:
-            messages.success(request, f"Updated {membership.user.get_username()}'s role groups.")
+            messages.info(request, f"{name}'s role groups are unchanged.")
         return self.next_page(membership)
 
 
@@ -161,20 +155,53 @@ class MemberRemoveView(MemberMixin, View):
         return self.render_form(membership, form)
 
     def post(self, request, pk):
-        with locked_organization(self.organization):
-            membership = self.get_membership()
-            form = RemoveMemberForm(request.POST, membership=membership, acting_user=request.user)
-            if not form.is_valid():
-                return self.render_form(membership, form)
-            username = membership.user.get_username()
-            audit.record(
-                self.organization,
-                request.user,
-                "member.remove",
-                [membership],
-                username=username,
-                roles=sorted(membership.roles),
-            )
-            membership.delete()
+        membership = self.get_membership()
+        form = RemoveMemberForm(request.POST, membership=membership, acting_user=request.user)
+        if not form.is_valid():
+            return self.render_form(membership, form)
+        try:
+            rules.remove(request.user, membership)
+        except rules.Refused as refusal:
+            form.add_error(None, str(refusal))
+            return self.render_form(membership, form)
+        username = membership.user.get_username()
         messages.success(request, f"{username} is no longer a member of {self.organization}.")
         return self.next_page(membership, removed=True)
+
+
+class InvitationListView(LoginRequiredMixin, View):
+    """The logged-in user's open invitations: accept or decline each."""
+
+    template_name = "portal/invitations.html"
+
+    def get(self, request):
+        invitations = (
+            Invitation.objects.for_invitee(request.user)
+            .select_related("organization", "invited_by")
+            .order_by("created_at")
+            if rules.may_join(request.user)
+            else Invitation.objects.none()
+        )
+        context = {"invitations": invitations, "may_join": rules.may_join(request.user)}
+        return render(request, self.template_name, context)
+
+    def post(self, request):
+        try:
+            invitation_id = int(request.POST.get("invitation", ""))
+        except ValueError:
+            messages.error(request, "Choose an invitation.")
+            return redirect("invitations")
+        try:
+            if request.POST.get("answer") == "accept":
+                membership = rules.accept(request.user, invitation_id)
+                messages.success(
+                    request,
+                    f"You are now a member of {membership.organization}. Switch to it with "
+                    "the organization menu at the top.",
+                )
+            else:
+                rules.decline(request.user, invitation_id)
+                messages.info(request, "Invitation declined.")
+        except rules.Refused as refusal:
+            messages.error(request, str(refusal))
+        return redirect("invitations")

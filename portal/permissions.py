@@ -56,6 +56,13 @@ def can_manage_licenses(roles: Iterable[str]) -> bool:
     return ADMIN in _roles(roles)
 
 
+def can_view_audit_log(roles: Iterable[str]) -> bool:
+    """The audit log (and its export) is oversight of everyone's actions, the managers'
+    included, and names every member: administrators only. Managers follow their own
+    work in the Operations widget."""
+    return ADMIN in _roles(roles)
+
+
 RULES = {
     "view": can_view,
     "enroll": can_enroll,
@@ -64,6 +71,7 @@ RULES = {
     "manage_gateways": can_manage_gateways,
     "manage_members": can_manage_members,
     "manage_licenses": can_manage_licenses,
+    "view_audit": can_view_audit_log,
 }
 
 

@@ -16,6 +16,8 @@ from urllib.parse import unquote, urlsplit
 
 from django.conf import settings
 
+from portal.redaction import redact
+
 TIMEOUT = 1.0
 ELSEWHERE = "is another program listening on that port?"
 
@@ -112,7 +114,7 @@ def check_redis(url: str | None = None, timeout: float = TIMEOUT) -> ServiceStat
     parts = urlsplit(url)
     if parts.scheme not in ("redis", "rediss"):
         return ServiceStatus(
-            name, False, f"REDIS_URL must start with redis:// or rediss://, not {url!r}"
+            name, False, f"REDIS_URL must start with redis:// or rediss://, not {redact(url)!r}"
         )
     host, port = parts.hostname or "127.0.0.1", parts.port or 6379
     where = f"{host}:{port}"
@@ -185,7 +187,7 @@ def check_mqtt(url: str | None = None, timeout: float = TIMEOUT) -> ServiceStatu
     parts = urlsplit(url)
     if parts.scheme not in ("mqtt", "tcp", "mqtts", "ssl"):
         return ServiceStatus(
-            name, False, f"MQTT_URL must start with mqtt:// or mqtts://, not {url!r}"
+            name, False, f"MQTT_URL must start with mqtt:// or mqtts://, not {redact(url)!r}"
         )
     secure = parts.scheme in ("mqtts", "ssl")
     host, port = parts.hostname or "127.0.0.1", parts.port or (8883 if secure else 1883)

@@ -1,15 +1,20 @@
 """Fleetgate settings, read from the environment with safe demo defaults.
 
 Every knob a deployment turns is an environment variable; nothing else should need
-editing. With DEBUG off, the demo secret key is refused (see ``portal.apps``).
+editing. ``DEBUG`` is off unless the environment turns it on (the demo and the tests
+do); with it off, the demo secret key and the demo license key are refused at start-up
+(``portal.apps``, ``licensing.apps``). What a production deployment sets is listed in
+docs/security.md; ``manage.py check --deploy`` with those settings is clean.
 """
 
 import base64
 import hashlib
 import os
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
+from django.utils.csp import CSP
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(os.environ.get("FLEETGATE_VAR_DIR", BASE_DIR / "var"))
@@ -28,8 +33,12 @@ def env_list(name: str, default: str) -> list[str]:
     return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
 
 
+def env_int(name: str, default: int) -> int:
+    return int(os.environ.get(name, "").strip() or default)
+
+
 SECRET_KEY = os.environ.get("SECRET_KEY", DEMO_SECRET_KEY)
-DEBUG = env_bool("DEBUG", True)
+DEBUG = env_bool("DEBUG", False)
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]")
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", "")
 
@@ -45,9 +54,9 @@ INSTALLED_APPS = [
     "django_htmx",
     "django_rq",
     "rest_framework",
-    "rest_framework.authtoken",
     "drf_spectacular",
     "drf_spectacular_sidecar",
+    "axes",
     "portal",
     "devices",
     "licensing",
@@ -58,14 +67,19 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",  # static files with DEBUG off (deploy.md)
+    "django.middleware.csp.ContentSecurityPolicyMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
+    # Before CSRF, which is the first to read a POST body: see portal/forms_too_big.py.
+    "portal.forms_too_big.TooBigFormMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "portal.tenancy.CurrentOrganizationMiddleware",
+    # Last: turns a login that axes refused into the "locked out" page (429).
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "portal.urls"
@@ -81,6 +95,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "django.template.context_processors.csp",
                 "portal.tenancy.organization_context",
             ],
         },
@@ -117,6 +132,9 @@ MQTT_URL = os.environ.get("MQTT_URL", "mqtt://127.0.0.1:1883")
 RQ_QUEUES = {
     "default": {"URL": REDIS_URL, "DEFAULT_TIMEOUT": 900},
 }
+# django-rq's pages show every organization's jobs: superusers only, mounted once at
+# /admin/rq/ by portal/urls.py (not also inside the admin, where any staff could open them).
+RQ_SHOW_ADMIN_LINK = False
 
 CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
@@ -130,7 +148,60 @@ LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "dashboard"
 LOGOUT_REDIRECT_URL = "login"
 SESSION_COOKIE_HTTPONLY = True
-CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE = not DEBUG
+
+# Login throttling (django-axes): the portal's login, the admin's and the API token
+# login all go through ``authenticate()``, which the first backend guards. After
+# AXES_FAILURE_LIMIT wrong passwords for one username from one address, that pair is
+# locked for AXES_COOLOFF_TIME, right password or not. Unlock early with
+# ``manage.py axes_reset_username NAME`` (or ``axes_reset_ip``, ``axes_reset``).
+AUTHENTICATION_BACKENDS = [
+    "portal.auth_backends.LoginThrottleBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env_int("LOGIN_FAILURE_LIMIT", 5)
+AXES_COOLOFF_TIME = timedelta(minutes=env_int("LOGIN_LOCKOUT_MINUTES", 15))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_CALLABLE = "portal.auth_backends.lockout_response"
+AXES_CLIENT_IP_CALLABLE = "portal.auth_backends.client_ip"
+# Behind a reverse proxy, the client's address is this header's (set it only when the
+# proxy overwrites the header: a client could send its own otherwise).
+CLIENT_IP_HEADER = os.environ.get("CLIENT_IP_HEADER", "").strip()
+
+# API tokens (portal/tokens.py): stored as SHA-256 digests, valid this many days.
+API_TOKEN_DAYS = env_int("API_TOKEN_DAYS", 90)
+
+# --- HTTPS: a deployment behind TLS turns these on (docs/security.md lists them).
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = env_bool("SECURE_COOKIES", not DEBUG)
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", False)
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", False)
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)
+# "HTTP_X_FORWARDED_PROTO" when a proxy terminates TLS and always sets that header.
+if proxy_header := os.environ.get("SECURE_PROXY_SSL_HEADER", "").strip():
+    SECURE_PROXY_SSL_HEADER = (proxy_header, "https")
+
+# Content-Security-Policy (Django's own middleware): scripts and styles only from the
+# portal's static files, or inline with the per-request nonce; nothing from elsewhere.
+# The API docs pages need a little more (portal/api_urls.py).
+SECURE_CSP = {
+    "default-src": [CSP.SELF],
+    "script-src": [CSP.SELF, CSP.NONCE],
+    "style-src": [CSP.SELF, CSP.NONCE],
+    "img-src": [CSP.SELF, "data:"],
+    "connect-src": [CSP.SELF],
+    "object-src": [CSP.NONE],
+    "base-uri": [CSP.NONE],
+    "frame-ancestors": [CSP.NONE],
+    "form-action": [CSP.SELF],
+}
+
+# Request bodies: Django's own 2.5 MB for form fields (a bigger pasted list gets the
+# batch form's own error, see portal/forms_too_big.py); files stream to disk.
+DATA_UPLOAD_MAX_MEMORY_SIZE = 2_621_440
+
+# Error reports (debug page, e-mails, logs) never show a connection URL's password.
+DEFAULT_EXCEPTION_REPORTER = "portal.redaction.RedactingExceptionReporter"
 
 # --- I18N, static
 LANGUAGE_CODE = "en-us"
@@ -161,7 +232,10 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {"redact": {"()": "portal.redaction.RedactingFilter"}},
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["redact"]}
+    },
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }
@@ -171,7 +245,7 @@ LOGGING = {
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         # First, so an unauthenticated request gets 401 with a "Token" challenge.
-        "rest_framework.authentication.TokenAuthentication",
+        "portal.tokens.HashedTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],

@@ -7,6 +7,9 @@ os.environ.setdefault("FLEETGATE_VAR_DIR", tempfile.mkdtemp(prefix="fleetgate-te
 # Redis database 1: a demo running on the same machine (database 0) and the tests never
 # take each other's jobs. Processes the tests start inherit it through the environment.
 os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/1")
+# DEBUG defaults to off; the tests run as a developer does (pytest-django still turns
+# settings.DEBUG off inside each test). Processes the tests start inherit it.
+os.environ.setdefault("DEBUG", "true")
 
 from portal.settings import *  # noqa: F403
 

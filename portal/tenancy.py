@@ -37,12 +37,21 @@ def memberships_of(user):
     return list(Membership.objects.filter(user=user).select_related("organization"))
 
 
+def default_membership(memberships):
+    """The membership a user acts in when nothing else says which: their oldest.
+
+    Joining another organization (accepting an invitation) never moves it, so nobody
+    finds themselves working in a different organization without having chosen it.
+    """
+    return min(memberships, key=lambda m: (m.created_at, m.pk)) if memberships else None
+
+
 def choose_membership(memberships, chosen_organization_id):
-    """The membership a user acts in: the one chosen in the session, or the first."""
+    """The membership a user acts in: the one chosen in the session, or the default."""
     for membership in memberships:
         if membership.organization_id == chosen_organization_id:
             return membership
-    return memberships[0] if memberships else None
+    return default_membership(memberships)
 
 
 def resolve_membership(request):

@@ -10,7 +10,7 @@ from django.views import View
 from django.views.generic import TemplateView
 
 from portal import tenancy, widgets
-from portal.models import DashboardLayout
+from portal.models import DashboardLayout, Invitation
 
 
 class DashboardView(tenancy.OrganizationRequiredMixin, TemplateView):
@@ -25,6 +25,8 @@ class DashboardView(tenancy.OrganizationRequiredMixin, TemplateView):
         available.sort(key=lambda w: (order.get(w.key, len(order) + w.order), w.key))
         collapsed = set(saved.get("collapsed", []))
         context["widgets"] = [(w, w.key in collapsed) for w in available]
+        # Invitations to other organizations wait for the user's answer (portal.membership).
+        context["open_invitations"] = Invitation.objects.for_invitee(self.request.user).count()
         return context
 
 

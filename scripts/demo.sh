@@ -7,6 +7,8 @@ cd "$ROOT"
 HOST="${FLEETGATE_HOST:-127.0.0.1}"
 PORT="${FLEETGATE_PORT:-8000}"
 PASSWORD="${FLEETGATE_DEMO_PASSWORD:-fleetgate-demo}"
+# The demo runs with DEBUG on (its default is off: production never runs the demo keys).
+export DEBUG="${DEBUG:-true}"
 
 ensure_venv
 ensure_redis

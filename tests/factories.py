@@ -196,3 +196,17 @@ def make_rollout(organization, image, *, total=0, **fields):
     rollout.full_clean()
     rollout.save()
     return rollout
+
+
+def make_token(user, **kwargs) -> str:
+    """A working API token for ``user``; returns the key (only its digest is stored).
+
+    Marked as used just now: a token's first request records its use (one UPDATE, then
+    at most once a minute), which would make query counts differ between calls.
+    """
+    from portal import tokens
+
+    token, key = tokens.issue(user, **kwargs)
+    token.last_used_at = timezone.now()
+    token.save(update_fields=["last_used_at"])
+    return key

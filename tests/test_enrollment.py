@@ -326,7 +326,7 @@ def test_simulated_keys_lists_each_simulated_device_with_its_label_key(tmp_path,
     make_gateway(org, uid="sim-a")
     out = tmp_path / "labels.csv"
     call_command("simulated_keys", organization=org.slug, devices=3, out=str(out))
-    lines = out.read_text().splitlines()
+    lines = out.read_text(encoding="utf-8-sig").splitlines()  # portal.exports: with a BOM
     assert lines[0] == "serial,key,gateway" and len(lines) == 4
     serial, key, uid = lines[1].split(",")
     assert (key, uid) == (access_key(serial), "sim-a")

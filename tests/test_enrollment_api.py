@@ -7,7 +7,6 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 from PIL import ExifTags, Image
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from devices.choices import DeviceState as S
@@ -24,6 +23,7 @@ from tests.factories import (
     make_license,
     make_member,
     make_organization,
+    make_token,
 )
 from tests.test_enrollment_qr import bomb_png, gps_jpeg, label_photo, noisy_background, qr_photo
 from tests.test_isolation import COMBINATIONS, _combo_id
@@ -40,8 +40,7 @@ ENROLLERS = [Role.ADMINISTRATOR], [Role.DEVICE_MANAGER, Role.IOT_MANAGER]
 
 def api_client(user):
     client = APIClient()
-    token, _ = Token.objects.get_or_create(user=user)
-    client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+    client.credentials(HTTP_AUTHORIZATION=f"Token {make_token(user)}")
     return client
 
 

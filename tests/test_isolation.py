@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from devices.models import BulkOperation, DeviceEvent
 from enrollment.models import EnrollmentRecord
-from portal import permissions
+from portal import audit, permissions
 from portal.choices import Role
 from tests.factories import (
     make_device,
@@ -84,6 +84,7 @@ class World:
                 payload=f"payload {side}".encode(),
             )
             member = make_member(org, [Role.DEVICE_MANAGER], username=f"member-{side}")
+            audit.record(org, member, "group.create", [group], name=f"AUDIT-{side.upper()}-MARK")
             self.orgs[side] = {
                 "image": image,
                 "bulk": bulk,
@@ -104,6 +105,7 @@ class World:
             f"BULK-{side.upper()}-MARK",
             f"ENROLL-{side.upper()}-MARK",
             f"KEY-{side.upper()}-MARK",  # an access key is never shown, not even to its org
+            f"AUDIT-{side.upper()}-MARK",
             f"IMAGE-{side.upper()}-MARK",
         ]
 
@@ -123,6 +125,8 @@ VIEWS = [
     ("devices:event-rate", "view", None),
     ("licensing:widget", "view", None),
     ("members", "manage_members", None),
+    ("audit:log", "view_audit", None),
+    ("audit:export", "view_audit", None),
     ("member-add", "manage_members", None),
     ("devices:group-create", "manage_groups", None),
     ("devices:group-add-devices", "manage_groups", None),
@@ -167,6 +171,9 @@ NOT_IN_MATRIX = {
     "enrollment:installer-retry",  # POST only: tests/test_enrollment_installer.py
     "firmware:upload",  # POST only: tests/test_firmware_upload.py
     "firmware:download",  # a gateway's bearer token, no session: tests/test_firmware_download.py
+    "invitations",  # the user's own invitations, not an organization's: tests/test_members.py
+    "invitation-revoke",  # POST only: tests/test_members.py
+    "api-tokens",  # the user's own tokens: tests/test_security_auth.py
 }
 
 
@@ -187,7 +194,7 @@ def test_matrix(client, world, roles, name, rule, args):
             assert response.status_code == 200, url
         else:
             assert response.status_code == 404, url
-        body = response.content.decode()
+        body = response.getvalue().decode()  # streamed or not
         for marker in world.markers("other"):
             assert marker not in body, f"{url} leaked {marker}"
 
@@ -207,7 +214,7 @@ def test_user_of_no_organization_sees_nothing(client, world, name, rule, args):
     assert response.status_code in (403, 404)
     for side in ("own", "other"):
         for marker in world.markers(side):
-            assert marker not in response.content.decode()
+            assert marker not in response.getvalue().decode()
 
 
 def test_switching_organization_changes_what_is_shown(client, world):

@@ -7,10 +7,13 @@ from asgiref.sync import async_to_sync
 from channels.testing import WebsocketCommunicator
 from django.conf import settings
 from django.test import Client
+from django.urls import reverse
 
+from portal import membership as rules
 from portal.asgi import application
-from portal.consumers import UNAUTHENTICATED
+from portal.consumers import ACCESS_CHANGED, FORBIDDEN, UNAUTHENTICATED
 from portal.live import apublish
+from portal.models import Membership
 from portal.tenancy import SESSION_KEY
 from tests.factories import make_member, make_membership, make_organization
 
@@ -100,3 +103,110 @@ def test_user_without_membership_is_refused():
 
     connected, code = async_to_sync(scenario)()
     assert not connected and code == 4403
+
+
+# --- access ends: the socket closes within seconds (issue 10, point 4) -------------------
+
+
+def logged_in_client(user):
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+async def live_socket(client):
+    cookie = client.cookies[settings.SESSION_COOKIE_NAME].value
+    ws, connected, _ = await connect(cookie)
+    assert connected
+    assert (await ws.receive_json_from(timeout=5))["kind"] == "hello"
+    return ws
+
+
+async def closed_with(ws, timeout=5):
+    """The close code the server sent, skipping organization updates before it."""
+    while True:
+        output = await ws.receive_output(timeout=timeout)
+        if output["type"] == "websocket.close":
+            return output.get("code")
+
+
+def test_logging_out_closes_that_sessions_socket_and_no_other():
+    org = make_organization()
+    user = make_member(org)
+
+    async def scenario():
+        laptop = await asyncio.to_thread(logged_in_client, user)
+        phone = await asyncio.to_thread(logged_in_client, user)
+        laptop_ws, phone_ws = await live_socket(laptop), await live_socket(phone)
+        await asyncio.to_thread(laptop.post, reverse("logout"))
+        code = await closed_with(laptop_ws)
+        await apublish(org.pk, "devices", rows=[{"id": 1}])
+        still = await phone_ws.receive_json_from(timeout=5)
+        await phone_ws.disconnect()
+        return code, still
+
+    code, still = async_to_sync(scenario)()
+    assert code == UNAUTHENTICATED
+    assert still == {"kind": "devices", "rows": [{"id": 1}]}
+
+
+def test_removing_the_membership_closes_the_socket():
+    org = make_organization()
+    admin = make_member(org, ["administrator"])
+    user = make_member(org, ["device_manager"])
+
+    async def scenario():
+        ws = await live_socket(await asyncio.to_thread(logged_in_client, user))
+        membership = await asyncio.to_thread(Membership.objects.get, user=user)
+        await asyncio.to_thread(rules.remove, admin, membership)
+        return await closed_with(ws)
+
+    assert async_to_sync(scenario)() == FORBIDDEN
+
+
+def test_changing_the_role_groups_closes_the_socket_for_a_reconnect():
+    org = make_organization()
+    admin = make_member(org, ["administrator"])
+    user = make_member(org, ["device_manager"])
+
+    async def scenario():
+        ws = await live_socket(await asyncio.to_thread(logged_in_client, user))
+        membership = await asyncio.to_thread(Membership.objects.get, user=user)
+        await asyncio.to_thread(rules.change_roles, admin, membership, [])
+        return await closed_with(ws)
+
+    assert async_to_sync(scenario)() == ACCESS_CHANGED
+
+
+def test_a_deactivated_account_loses_its_socket():
+    org = make_organization()
+    user = make_member(org)
+
+    async def scenario():
+        ws = await live_socket(await asyncio.to_thread(logged_in_client, user))
+
+        def deactivate():
+            user.is_active = False
+            user.save(update_fields=["is_active"])
+
+        await asyncio.to_thread(deactivate)
+        return await closed_with(ws)
+
+    assert async_to_sync(scenario)() == UNAUTHENTICATED
+
+
+def test_the_periodic_check_closes_a_socket_whose_session_expired(monkeypatch):
+    from django.contrib.sessions.models import Session
+
+    from portal import consumers
+
+    monkeypatch.setattr(consumers.OrganizationConsumer, "recheck_every_s", 0.2)
+    org = make_organization()
+    user = make_member(org)
+
+    async def scenario():
+        ws = await live_socket(await asyncio.to_thread(logged_in_client, user))
+        await asyncio.to_thread(lambda: Session.objects.all().delete())  # no signal for this
+        return await closed_with(ws)
+
+    assert async_to_sync(scenario)() == UNAUTHENTICATED

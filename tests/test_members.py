@@ -1,13 +1,16 @@
 """Members management in the portal, and switching between organizations."""
 
+from datetime import timedelta
+
 import pytest
 from django.contrib.auth import get_user_model
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
+from django.utils import timezone
 
 from portal.choices import Role
-from portal.models import AuditEntry, Membership
+from portal.models import AuditEntry, Invitation, Membership
 from tests.factories import make_member, make_membership, make_organization, make_user
 
 pytestmark = pytest.mark.django_db
@@ -129,59 +132,115 @@ def test_list_query_count_does_not_grow_with_members(login, org, admin_user):
 # --- adding -------------------------------------------------------------------
 
 
-def test_add_existing_user_with_roles(login, org, other_org, admin_user):
-    bob = make_member(other_org, [ADMIN], username="bob")
-    response = login(admin_user).post(
+def invite(client, username, roles=()):
+    return client.post(
         reverse("member-add"),
-        {"mode": "existing", "existing-username": "bob", "existing-roles": [DM, IOT]},
+        {"mode": "invite", "invite-username": username, "invite-roles": list(roles)},
     )
-    assert response.status_code == 302
-    assert response["Location"] == reverse("members")
-    membership = membership_of(bob, org)
-    assert membership.roles == {DM, IOT}
+
+
+def test_adding_an_existing_account_is_an_invitation_it_must_accept(
+    login, client, org, other_org, admin_user
+):
+    bob = make_member(other_org, [ADMIN], username="bob")
+    response = invite(login(admin_user), "bob", [DM, IOT])
+    assert response.status_code == 302 and response["Location"] == reverse("members")
+    # Nothing changes for bob until he says so.
+    assert not Membership.objects.filter(user=bob, organization=org).exists()
+    invitation = Invitation.objects.get()
+    assert invitation.username == "bob" and sorted(invitation.roles) == sorted([DM, IOT])
     entry = AuditEntry.objects.get()
     assert entry.organization == org and entry.user == admin_user
-    assert entry.action == "member.add"
-    assert entry.object_type == "membership" and entry.object_ids == [membership.pk]
-    assert entry.detail == {"username": "bob", "roles": [DM, IOT], "created_user": False}
+    assert entry.action == "member.invite" and entry.object_ids == [invitation.pk]
+    # bob sees it on his Invitations page and accepts.
+    client.logout()
+    bob_client = login(bob)
+    page = bob_client.get(reverse("invitations"))
+    assert "Acme" in page.content.decode()
+    bob_client.post(reverse("invitations"), {"invitation": invitation.pk, "answer": "accept"})
+    assert membership_of(bob, org).roles == {DM, IOT}
+    joined = AuditEntry.objects.get(action="member.join")
+    assert joined.organization == org and joined.user == bob
+    assert joined.detail["invited_by"] == "alice"
+    # His default organization is still his first one.
+    assert bob_client.get(reverse("dashboard")).context["current_organization"] == other_org
 
 
-def test_add_existing_user_matches_username_case_insensitively(login, org, admin_user):
-    bob = make_user("Bob")
-    login(admin_user).post(
-        reverse("member-add"), {"mode": "existing", "existing-username": " bob "}
-    )
-    assert membership_of(bob, org).roles == frozenset()
+def test_the_invitation_answer_never_tells_whether_a_username_exists(login, org, admin_user):
+    make_user("bob")
+    client = login(admin_user)
+    answers = []
+    for username in ("bob", "nobody-by-this-name"):
+        response = invite(client, username, [DM])
+        follow = client.get(response["Location"])
+        text = [str(m) for m in follow.context["messages"]]
+        answers.append((response.status_code, [t.replace(username, "NAME") for t in text]))
+    assert answers[0] == answers[1]
+    assert Invitation.objects.count() == 2
+
+
+def test_only_the_named_account_can_accept_and_it_expires_and_can_be_withdrawn(
+    login, client, org, admin_user
+):
+    bob, mallory = make_user("bob"), make_user("mallory")
+    invite(login(admin_user), "bob")
+    invitation = Invitation.objects.get()
+    client.logout()
+    login(mallory).post(reverse("invitations"), {"invitation": invitation.pk, "answer": "accept"})
+    assert not Membership.objects.filter(user=mallory, organization=org).exists()
+    client.logout()
+    # Withdrawn: bob can no longer accept.
+    login(admin_user).post(reverse("invitation-revoke", args=[invitation.pk]))
+    assert AuditEntry.objects.filter(action="member.invite_revoke").count() == 1
+    client.logout()
+    login(bob).post(reverse("invitations"), {"invitation": invitation.pk, "answer": "accept"})
+    assert not Membership.objects.filter(user=bob, organization=org).exists()
+    # Expired: the same.
+    client.logout()
+    invite(login(admin_user), "bob")
+    late = Invitation.objects.pending().get()
+    Invitation.objects.filter(pk=late.pk).update(expires_at=timezone.now() - timedelta(seconds=1))
+    client.logout()
+    login(bob).post(reverse("invitations"), {"invitation": late.pk, "answer": "accept"})
+    assert not Membership.objects.filter(user=bob, organization=org).exists()
+
+
+def test_the_support_superuser_cannot_join_by_invitation(login, client, org, admin_user):
+    support = make_user("support", is_staff=True, is_superuser=True)
+    invite(login(admin_user), "support", [ADMIN])
+    invitation = Invitation.objects.get()
+    client.logout()
+    client.force_login(support)
+    client.post(reverse("invitations"), {"invitation": invitation.pk, "answer": "accept"})
+    assert not Membership.objects.filter(user=support).exists()
+
+
+def test_declining_is_audited_and_ends_the_invitation(login, client, org, admin_user):
+    bob = make_user("bob")
+    invite(login(admin_user), "bob")
+    invitation = Invitation.objects.get()
+    client.logout()
+    login(bob).post(reverse("invitations"), {"invitation": invitation.pk, "answer": "decline"})
+    assert not Invitation.objects.pending().exists()
+    assert AuditEntry.objects.filter(action="member.invite_decline", user=bob).exists()
 
 
 @pytest.mark.parametrize(
     "username, message",
     [
-        ("nobody", "No user has this username"),
         ("alice", "already a member"),
         ("", "This field is required"),
         ("x" * 500, "at most 150 characters"),
     ],
 )
-def test_add_existing_user_refusals_are_field_errors(login, org, admin_user, username, message):
-    response = login(admin_user).post(
-        reverse("member-add"), {"mode": "existing", "existing-username": username}
-    )
+def test_invitation_refusals_are_field_errors(login, org, admin_user, username, message):
+    response = invite(login(admin_user), username)
     assert response.status_code == 200
-    errors = field_errors(response, "existing_form", "username")
+    errors = field_errors(response, "invite_form", "username")
     assert any(message in e for e in errors), errors
     assert 'class="form-errors"' in response.content.decode()
-    assert Membership.objects.count() == 1
+    assert not Invitation.objects.exists()
     assert not AuditEntry.objects.exists()
-
-
-def test_add_existing_refuses_deactivated_account(login, org, admin_user):
-    make_user("ghost", is_active=False)
-    response = login(admin_user).post(
-        reverse("member-add"), {"mode": "existing", "existing-username": "ghost"}
-    )
-    assert field_errors(response, "existing_form", "username")
-    assert Membership.objects.count() == 1
 
 
 def new_user_data(**overrides):
@@ -242,7 +301,7 @@ def test_create_new_user_refusals_are_field_errors(
 def test_garbage_post_to_add_is_a_form_error_not_a_500(login, org, admin_user):
     response = login(admin_user).post(reverse("member-add"), {"mode": "💥", "junk": "1"})
     assert response.status_code == 200
-    assert response.context["existing_form"].errors
+    assert response.context["invite_form"].errors
 
 
 # --- editing role groups -----------------------------------------------------------
@@ -404,3 +463,22 @@ def test_switching_ignores_an_offsite_next(login, org, other_org):
         {"organization": other_org.pk, "next": "https://evil.example/"},
     )
     assert response.status_code == 302 and response["Location"] == reverse("dashboard")
+
+
+def test_another_organizations_admin_cannot_withdraw_an_invitation(
+    login, client, org, other_org, admin_user
+):
+    invite(login(admin_user), "bob")
+    invitation = Invitation.objects.get()
+    client.logout()
+    stranger = login(make_member(other_org, [ADMIN], username="eve"))
+    assert stranger.post(reverse("invitation-revoke", args=[invitation.pk])).status_code == 404
+    assert Invitation.objects.pending().filter(pk=invitation.pk).exists()
+
+
+def test_the_dashboard_tells_of_open_invitations(login, client, org, other_org, admin_user):
+    bob = make_member(other_org, username="bob")
+    invite(login(admin_user), "bob")
+    client.logout()
+    page = login(bob).get(reverse("dashboard")).content.decode()
+    assert "1 open invitation" in page and reverse("invitations") in page

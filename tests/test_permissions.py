@@ -22,19 +22,20 @@ RULE_NAMES = [
     "manage_gateways",
     "manage_members",
     "manage_licenses",
+    "view_audit",
 ]
 
 T, F = True, False
-# roles held                 view enroll dev_act groups gateways members licenses
+# roles held                 view enroll dev_act groups gateways members licenses audit
 TRUTH_TABLE = {
-    frozenset():              (T,   F,     F,      F,     F,       F,      F),
-    frozenset({ADMIN}):       (T,   T,     T,      T,     T,       T,      T),
-    frozenset({DM}):          (T,   F,     T,      T,     F,       F,      F),
-    frozenset({IOT}):         (T,   F,     F,      F,     T,       F,      F),
-    frozenset({ADMIN, DM}):   (T,   T,     T,      T,     T,       T,      T),
-    frozenset({ADMIN, IOT}):  (T,   T,     T,      T,     T,       T,      T),
-    frozenset({DM, IOT}):     (T,   T,     T,      T,     T,       F,      F),
-    frozenset({ADMIN, DM, IOT}): (T, T,    T,      T,     T,       T,      T),
+    frozenset():              (T,   F,     F,      F,     F,       F,      F,       F),
+    frozenset({ADMIN}):       (T,   T,     T,      T,     T,       T,      T,       T),
+    frozenset({DM}):          (T,   F,     T,      T,     F,       F,      F,       F),
+    frozenset({IOT}):         (T,   F,     F,      F,     T,       F,      F,       F),
+    frozenset({ADMIN, DM}):   (T,   T,     T,      T,     T,       T,      T,       T),
+    frozenset({ADMIN, IOT}):  (T,   T,     T,      T,     T,       T,      T,       T),
+    frozenset({DM, IOT}):     (T,   T,     T,      T,     T,       F,      F,       F),
+    frozenset({ADMIN, DM, IOT}): (T, T,    T,      T,     T,       T,      T,       T),
 }  # fmt: skip
 
 CASES = [

@@ -25,6 +25,7 @@ from tests.factories import (
 )
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+OTHER_PUBLIC_KEY = "s+YOfH0I0fS6EPaXANSytmOyI++NW7vW4Pi2als/RQc="  # a vendor key (not the demo one)
 
 
 # --- querysets ---------------------------------------------------------------------
@@ -127,15 +128,15 @@ def test_middleware_for_a_user_of_no_organization():
 
 
 @pytest.mark.django_db
-def test_middleware_picks_the_first_organization_by_name():
-    zulu, alpha = make_organization("Zulu"), make_organization("Alpha")  # created Zulu first
+def test_middleware_picks_the_oldest_membership_so_joining_never_moves_it():
+    zulu, alpha = make_organization("Zulu"), make_organization("Alpha")
     user = make_user()
     make_membership(user, zulu, ["administrator"])
-    make_membership(user, alpha, ["iot_manager"])
+    make_membership(user, alpha, ["iot_manager"])  # joined later, first by name
     request = _through_middleware(_request(user))
     assert [m.organization for m in request.all_memberships] == [alpha, zulu]
-    assert request.organization == alpha
-    assert tenancy.roles_of(request) == {"iot_manager"}
+    assert request.organization == zulu
+    assert tenancy.roles_of(request) == {"administrator"}
 
 
 @pytest.mark.django_db
@@ -247,7 +248,12 @@ def test_refuses_to_start_with_debug_off_and_the_demo_key(tmp_path):
 
 
 def test_starts_with_debug_off_and_a_real_key(tmp_path):
-    result = _manage_check(tmp_path, DEBUG="0", SECRET_KEY="x" * 20 + "-something-long-and-random")
+    result = _manage_check(
+        tmp_path,
+        DEBUG="0",
+        SECRET_KEY="x" * 20 + "-something-long-and-random",
+        LICENSE_PUBLIC_KEY=OTHER_PUBLIC_KEY,
+    )
     assert result.returncode == 0, result.stderr
     assert "Refusing" not in result.stdout + result.stderr
 

@@ -248,3 +248,57 @@
 
   window.Fleetgate = Object.assign(window.Fleetgate || {}, { toast });
 })();
+
+/* Behaviour that used to sit in templates as inline handlers or evaluated htmx filters:
+ * the Content-Security-Policy allows neither (no inline script, no eval).
+ */
+(function () {
+  "use strict";
+
+  // <select data-autosubmit>: choosing submits its form (organization switch, gateway).
+  document.addEventListener("change", (event) => {
+    const field = event.target;
+    if (field.matches && field.matches("[data-autosubmit]") && field.form) field.form.submit();
+  });
+
+  // Filter forms (hx-trigger "submit, filterChange, searchInput delay:300ms" and
+  // data-search-field="q"): typing in the search field is "searchInput", changing any
+  // other field is "filterChange".
+  document.addEventListener("input", (event) => {
+    const form = event.target.form;
+    if (form && window.htmx && form.dataset.searchField === event.target.name) {
+      window.htmx.trigger(form, "searchInput");
+    }
+  });
+  document.addEventListener("change", (event) => {
+    const form = event.target.form;
+    const search = form && form.dataset.searchField;
+    if (search && window.htmx && search !== event.target.name) window.htmx.trigger(form, "filterChange");
+  });
+
+  // Copy buttons: <button data-copy="ID"> copies the text of element #ID.
+  document.addEventListener("click", (event) => {
+    const button = event.target.closest && event.target.closest("[data-copy]");
+    const source = button && document.getElementById(button.dataset.copy);
+    if (!source) return;
+    const label = button.textContent;
+    const copied = () => {
+      button.textContent = "Copied";
+      setTimeout(() => { button.textContent = label; }, 2000);
+    };
+    const selectIt = () => {
+      // Plain http (no Clipboard API): select the text, try the old copy command.
+      const range = document.createRange();
+      range.selectNodeContents(source);
+      window.getSelection().removeAllRanges();
+      window.getSelection().addRange(range);
+      if (document.execCommand && document.execCommand("copy")) copied();
+      else button.textContent = "Selected: press Ctrl+C";
+    };
+    if (navigator.clipboard && window.isSecureContext) {
+      navigator.clipboard.writeText(source.textContent).then(copied, selectIt);
+    } else {
+      selectIt();
+    }
+  });
+})();

@@ -89,7 +89,10 @@
       if (li && !message.running && window.htmx) window.htmx.trigger(document.body, "operationsChanged");
     },
     refresh(message) {
-      if (window.htmx) window.htmx.trigger(document.body, "liveRefresh", { widgets: message.widgets || [] });
+      if (!window.htmx) return;
+      window.htmx.trigger(document.body, "liveRefresh", { widgets: message.widgets || [] });
+      // One event per widget ("liveRefresh-devices"): hx-trigger needs no evaluated filter.
+      for (const widget of message.widgets || []) window.htmx.trigger(document.body, "liveRefresh-" + widget);
     },
     devices(message) {
       for (const row of message.rows || []) {

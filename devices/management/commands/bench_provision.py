@@ -36,7 +36,6 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import connection
 from django.db.models import Count
 from django.utils import timezone
-from rest_framework.authtoken.models import Token
 
 from devices.benchmarks import CpuMeter, Harness, peak_rss_mb
 from devices.choices import DeviceState
@@ -44,6 +43,7 @@ from devices.models import BulkOperation, Device, DeviceEvent, DeviceGroup, Oper
 from devices.mqtt_floors import mqtt_roundtrip_floor
 from gateway.protocol import EventKind
 from licensing import capacity
+from portal import tokens
 from portal.choices import Role
 
 ORG_SLUG = "bench-provision"
@@ -84,7 +84,7 @@ class Command(BaseCommand):
         organization = harness.organization(ORG_SLUG, "Bench Provision", o["gateways"])
         harness.reset(organization, total)
         user = harness.member(organization, ORG_SLUG, roles=[Role.ADMINISTRATOR])
-        token, _ = Token.objects.get_or_create(user=user)
+        _, token = tokens.issue(user, name="bench_provision", days=1)
         group, _ = DeviceGroup.objects.get_or_create(organization=organization, name="Everything")
 
         with harness:
@@ -131,7 +131,7 @@ class Command(BaseCommand):
             harness.note(f"Provisioning {total:,} devices (group “{group.name}”)")
             with CpuMeter(harness.pids) as cpu:
                 started = time.time()
-                bulk_id, request_ms = self._request(port, token.key, group.pk)
+                bulk_id, request_ms = self._request(port, token, group.pk)
                 bulk = BulkOperation.objects.filter(pk=bulk_id)
                 harness.count_up(
                     lambda: sum(bulk.values_list("done", "failed", "cancelled").get()),

@@ -14,8 +14,6 @@ its records, devices, operations and events are deleted and the simulated gatewa
 start from factory state.
 """
 
-import csv
-import io
 import json
 import sys
 import time
@@ -33,6 +31,7 @@ from enrollment import batch
 from enrollment.models import OPEN_STATUSES, EnrollmentBatch, EnrollmentRecord, EnrollmentStatus
 from gateway.drivers.simulated import access_key, serial_number
 from licensing import capacity
+from portal import exports
 from portal.choices import Role
 
 ORG_SLUG = "bench-enroll"
@@ -135,11 +134,9 @@ class Command(BaseCommand):
     @staticmethod
     def _list(uids, per_gateway: int) -> bytes:
         """The list an installer would upload: every simulated device with its label's key."""
-        out = io.StringIO()
-        writer = csv.writer(out, lineterminator="\n")
-        writer.writerow(["serial", "key", "type", "gateway"])
-        for uid in uids:
-            for n in range(1, per_gateway + 1):
-                serial = serial_number(uid, n)
-                writer.writerow([serial, access_key(serial), DEVICE_TYPE, uid])
-        return out.getvalue().encode()
+        rows = (
+            (serial, access_key(serial), DEVICE_TYPE, uid)
+            for uid in uids
+            for serial in (serial_number(uid, n) for n in range(1, per_gateway + 1))
+        )
+        return exports.text(["serial", "key", "type", "gateway"], rows).encode()

@@ -15,32 +15,10 @@ from django.core.management.base import BaseCommand, CommandError
 from devices.models import DeviceType, Gateway
 from enrollment import batch
 from enrollment.batch import plural
+from portal import exports
 from portal.models import Membership, Organization
 from portal.permissions import can_enroll
-
-
-class ProgressBar:
-    """``[##########----------]  50%  5,000/10,000 rows checked``: redrawn in place on a
-    terminal, one line per 10 % in a log."""
-
-    def __init__(self, stream, label: str, width: int = 30):
-        self.stream, self.label, self.width = stream, label, width
-        self.tty, self.last_tenth = stream.isatty(), -1
-
-    def __call__(self, done: int, total: int):
-        fraction = done / total if total else 1.0
-        tenth = int(fraction * 10)
-        if not self.tty and tenth == self.last_tenth:
-            return
-        self.last_tenth = tenth
-        filled = int(fraction * self.width)
-        bar = "#" * filled + "-" * (self.width - filled)
-        line = f"[{bar}] {int(fraction * 100):3d}%  {done:,}/{total:,} {self.label}"
-        finished = done >= total
-        self.stream.write(
-            f"\r{line}" if self.tty else line, ending="\n" if finished or not self.tty else ""
-        )
-        self.stream.flush()
+from portal.progress import ProgressBar
 
 
 class Command(BaseCommand):
@@ -111,7 +89,7 @@ class Command(BaseCommand):
         invalid = checked.invalid
         errors_path = path.with_name(path.name + ".errors.csv")
         if invalid:
-            errors_path.write_text(batch.errors_csv(invalid), encoding="utf-8")
+            exports.write(errors_path, batch.ERROR_COLUMNS, batch.error_rows(invalid))
         elif errors_path.exists():
             errors_path.unlink()  # an old one would describe another run
 

@@ -6,12 +6,11 @@ label; this writes the list an installer would type in, so the demo's batch enro
 has something true to import.
 """
 
-import csv
-
 from django.core.management.base import BaseCommand, CommandError
 
 from devices.models import Gateway
 from gateway.drivers.simulated import access_key, serial_number
+from portal import exports
 from portal.models import Organization
 
 
@@ -30,11 +29,10 @@ class Command(BaseCommand):
         uids = list(
             Gateway.objects.for_organization(org).order_by("uid").values_list("uid", flat=True)
         )
-        with open(out, "w", newline="", encoding="utf-8") as fh:
-            writer = csv.writer(fh)
-            writer.writerow(["serial", "key", "gateway"])
-            for uid in uids:
-                for n in range(1, devices + 1):
-                    serial = serial_number(uid, n)
-                    writer.writerow([serial, access_key(serial), uid])
+        rows = (
+            (serial, access_key(serial), uid)
+            for uid in uids
+            for serial in (serial_number(uid, n) for n in range(1, devices + 1))
+        )
+        exports.write(out, ["serial", "key", "gateway"], rows)
         self.stderr.write(f"{len(uids) * devices} devices of {len(uids)} gateways written to {out}")
