@@ -9,8 +9,8 @@ demo:  ## set up (virtualenv, services, database, demo data) and run the demo
 test:  ## run the whole test suite on SQLite and PostgreSQL
 	bash scripts/test.sh
 
-lint:
-	.venv/bin/ruff check . && .venv/bin/ruff format --check .
+lint:  ## ruff, then the import contracts (DESIGN.md's "who may import whom")
+	.venv/bin/ruff check . && .venv/bin/ruff format --check . && .venv/bin/lint-imports
 
 format:
 	.venv/bin/ruff check --fix . && .venv/bin/ruff format .

@@ -7,7 +7,6 @@ Gateway online status and last-seen time belong to the bridge, so they are read-
 
 from django import forms
 from django.contrib import admin
-from django.db.models import Count
 
 from devices.models import Device, DeviceEvent, DeviceGroup, DeviceType, Gateway
 from portal.admin import OrganizationScopedAdminMixin, superuser_only
@@ -48,7 +47,7 @@ class GatewayAdmin(OrganizationScopedAdminMixin, admin.ModelAdmin):
     masked_fields = ("secret",)
 
     def get_queryset(self, request):
-        return super().get_queryset(request).annotate(device_count=Count("devices"))
+        return super().get_queryset(request).with_device_count()
 
     @admin.display(description="devices", ordering="device_count")
     def device_count(self, obj):
@@ -64,7 +63,7 @@ class DeviceGroupAdmin(OrganizationScopedAdminMixin, admin.ModelAdmin):
     readonly_fields = ["created_at"]
 
     def get_queryset(self, request):
-        return super().get_queryset(request).annotate(device_count=Count("devices"))
+        return super().get_queryset(request).with_device_count()
 
     @admin.display(description="devices", ordering="device_count")
     def device_count(self, obj):

@@ -1,4 +1,4 @@
-"""Device states and protocols, with the colour each state wears in the widgets."""
+"""Device states, protocols and operation states, with the colour each state wears."""
 
 from django.db import models
 
@@ -28,6 +28,9 @@ STATE_COLOURS = {
     DeviceState.UNENROLLED: "grey",
 }
 
+# Event kinds (as gateways report them) and the colour of their badge.
+EVENT_KIND_COLOURS = {"alarm": "red", "state": "blue", "telemetry": "grey", "log": "grey"}
+
 IN_FLIGHT_STATES = frozenset(
     {DeviceState.ENROLLING, DeviceState.PROVISIONING, DeviceState.DEPROVISIONING}
 )
@@ -38,3 +41,21 @@ class Protocol(models.TextChoices):
     LON = "lon", "LON"
     IP = "ip", "IP"
     IOX = "iox", "IOX"
+
+
+class OperationState(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    SENT = "sent", "Sent"
+    DONE = "done", "Done"
+    FAILED = "failed", "Failed"
+    CANCELLED = "cancelled", "Cancelled"
+
+
+OPEN_OPERATION_STATES = (OperationState.QUEUED, OperationState.SENT)
+OPERATION_STATE_COLOURS = {
+    OperationState.QUEUED: "blue",
+    OperationState.SENT: "blue",
+    OperationState.DONE: "green",
+    OperationState.FAILED: "red",
+    OperationState.CANCELLED: "amber",
+}

@@ -332,12 +332,6 @@ def ensure_demo_license(organization, capacity: int, result: SeedResult, *, seat
     )
     claims = signing.verify(data, settings.LICENSE_PUBLIC_KEY, organization=organization.slug)
     result.add("licenses")
-    return License.objects.create(
-        organization=organization,
-        license_id=claims.license_id,
-        capacity=claims.capacity,
-        valid_from=claims.valid_from,
-        valid_until=claims.valid_until,
-        issued_at=claims.issued_at,
-        raw=data.decode(),
-    )
+    row = License.from_claims(organization, claims, data.decode())
+    row.save()
+    return row

@@ -1,4 +1,4 @@
-"""Forms of the Devices and Groups widgets, and the bulk writes behind them.
+"""Forms of the Devices, Groups and Gateways widgets, and the bulk writes behind them.
 
 Selections arrive as the Devices widget's ``device`` checkboxes (and, from the Groups
 widget, as typed serial numbers). They are resolved through the organization-scoped
@@ -13,11 +13,12 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.db.models import Q
 
-from devices.models import Device, DeviceGroup
+from devices.models import Device, DeviceGroup, Gateway
 
 # One bulk_create on SQLite holds 16,383 two-column rows; stay inside one statement.
 MAX_SELECTION = 10_000
 PREVIEW_SIZE = 12
+UID_TAKEN = "A gateway with this UID already exists. Choose another, or leave it blank."
 
 Membership = Device.groups.through
 
@@ -221,3 +222,63 @@ class DeviceActionForm(forms.Form):
                 code="empty",
             )
         return cleaned
+
+
+class GatewayForm(forms.ModelForm):
+    class Meta:
+        model = Gateway
+        fields = ["name", "uid"]
+        help_texts = {
+            "uid": "Names the gateway's MQTT topics: letters, digits, '-' and '_'. "
+            "Leave blank to generate one."
+        }
+        error_messages = {"uid": {"unique": UID_TAKEN}}
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["uid"].required = False
+        self.fields["uid"].widget.attrs.update(
+            {"placeholder": "generated when blank", "spellcheck": "false", "autocomplete": "off"}
+        )
+
+    def clean_name(self):
+        return " ".join(self.cleaned_data["name"].split())
+
+    def clean_uid(self):
+        return self.cleaned_data["uid"].strip() or Gateway.unused_uid()
+
+    def save_or_error(self):
+        """Save, turning a lost race on the unique UID into the same field error."""
+        try:
+            with transaction.atomic():
+                return self.save()
+        except IntegrityError:
+            self.add_error("uid", UID_TAKEN)
+            return None
+
+
+def _printable_line(value: str, label: str) -> str:
+    """One line of printable text, spaces collapsed: what the gateway protocol carries
+    (gateway/schema.py ``text``) and what a list row shows."""
+    value = " ".join(value.split())
+    if not value.isprintable():
+        raise ValidationError(f"{label} may hold printable characters only.")
+    return value
+
+
+class DeviceEditForm(forms.ModelForm):
+    """A device's name and location, the two things a person gives it."""
+
+    class Meta:
+        model = Device
+        fields = ["name", "location"]
+        help_texts = {
+            "name": "Shown in lists; sent to the device when it is next provisioned.",
+            "location": "Where it is installed, e.g. “Floor 2, room 214, above the door”.",
+        }
+
+    def clean_name(self):
+        return _printable_line(self.cleaned_data["name"], "The name")
+
+    def clean_location(self):
+        return _printable_line(self.cleaned_data["location"], "The location")

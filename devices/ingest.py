@@ -318,7 +318,7 @@ def _discoveries(accepted, index: _DeviceIndex, now, changes: Changes) -> None:
                     hardware_id=hardware_id,
                     device_type_id=types.get(info.get("device_type"), types[UNIDENTIFIED_TYPE]),
                     gateway_id=gateway.id,
-                    state=DeviceState.DISCOVERED,
+                    state=lifecycle.INITIAL_STATES["discovered"],
                     reported_state=info.get("state", ""),
                     last_seen=now,
                 )
@@ -335,7 +335,7 @@ def _discoveries(accepted, index: _DeviceIndex, now, changes: Changes) -> None:
         created = Device.objects.filter(
             organization_id__in={org for org, _ in new},
             serial_number__in=[serial for _, serial in new],
-            state=DeviceState.DISCOVERED,
+            state=lifecycle.INITIAL_STATES["discovered"],
         ).values(*_DeviceIndex.FIELDS)
         for row in created:
             if (row["organization_id"], row["serial_number"]) in new:

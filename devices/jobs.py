@@ -1,5 +1,9 @@
 """RQ jobs: one job per gateway sends that gateway's due operations as batched commands.
 
+``devices.operations.dispatch`` decides when a gateway gets a job and enqueues this
+module's ``dispatch`` by name; this module only runs it (it imports the operations,
+never the other way round).
+
 A job never holds state of its own: it claims operations in the database, publishes
 them, and returns. If the worker dies mid-job, the claimed operations pass their
 answer deadline and the reconciler sends them again under the same wire id, so the
@@ -17,13 +21,12 @@ from django.utils import timezone
 from devices import operations
 from devices.models import Gateway
 from devices.mqtt import make_client, set_nodelay
+from devices.operations.dispatch import QUEUE, pending_key
 from gateway.protocol import MsgType, encode_batches, topic
 
 log = logging.getLogger(__name__)
 
-QUEUE = "default"
 PUBLISH_TIMEOUT_S = 15.0
-PENDING_TTL_S = 30  # a dispatch job waiting in Redis for this long is assumed lost
 
 
 class PublishFailed(RuntimeError):
@@ -70,47 +73,10 @@ class CommandPublisher:
         return len(infos)
 
 
-def _pending_key(gateway_id: int) -> str:
-    return f"fleetgate:dispatch-pending:{gateway_id}"
-
-
-def _waiting(queue, job_id: bytes | None) -> bool:
-    """Is this job still in the queue (not taken by a worker, not lost with Redis)?"""
-    return job_id is not None and queue.connection.lpos(queue.key, job_id) is not None
-
-
-def enqueue_dispatch(gateway_ids, *, recheck: bool = False) -> int:
-    """One job per gateway that has none waiting yet; returns how many were enqueued.
-
-    The pending mark names its job. ``recheck`` (the reconciler's passes): a mark whose
-    job is no longer in the queue — a worker took it and died before the job cleared
-    the mark — no longer blocks the gateway until the mark expires.
-    """
-    queue = django_rq.get_queue(QUEUE)
-    redis = queue.connection
-    jobs = []
-    for gateway_id in sorted(set(gateway_ids)):
-        key, job_id = _pending_key(gateway_id), f"dispatch-{gateway_id}-{uuid.uuid4().hex[:8]}"
-        if not redis.set(key, job_id, nx=True, ex=PENDING_TTL_S):
-            if not recheck or _waiting(queue, redis.get(key)):
-                continue
-            redis.set(key, job_id, ex=PENDING_TTL_S)
-        jobs.append(
-            queue.prepare_data(
-                dispatch, args=(gateway_id,), job_id=job_id, result_ttl=60, failure_ttl=3600
-            )
-        )
-    if jobs:
-        with redis.pipeline() as pipe:
-            queue.enqueue_many(jobs, pipeline=pipe)
-            pipe.execute()
-    return len(jobs)
-
-
 def dispatch(gateway_id: int) -> dict:
     """Send one gateway its due operations (up to its concurrency cap)."""
     queue = django_rq.get_queue(QUEUE)
-    queue.connection.delete(_pending_key(gateway_id))
+    queue.connection.delete(pending_key(gateway_id))
     gateway = Gateway.objects.filter(pk=gateway_id).only("uid", "secret", "is_online").first()
     if gateway is None or not gateway.is_online or not gateway.secret:
         return {"gateway": gateway_id, "sent": 0, "skipped": "offline"}

@@ -11,6 +11,7 @@ from django.db import models
 from django.utils import timezone
 
 from devices.choices import DeviceState as S
+from gateway.codes import DeviceLinkState
 
 
 class Action(models.TextChoices):
@@ -70,8 +71,17 @@ TRANSITIONS: dict[tuple[str, str], str] = {
     (S.UNENROLLED, A.DISCOVER): S.DISCOVERED,
 }
 
-# The state a brand-new record starts in, by how it came to exist.
+# The state a brand-new record starts in, by how it came to exist: reported by a
+# gateway (discovery, or an enrollment that creates the record), or enrolled by the app.
 INITIAL_STATES = {"discovered": S.DISCOVERED, "enrolled": S.ENROLLING}
+
+# A device the portal only discovered but that reports itself provisioned was set up by
+# someone else: provisioning would fight that configuration, so only a reprovision (which
+# replaces it on purpose) may take it over.
+PROVISIONED_ELSEWHERE = (
+    "It says it is provisioned already, but not by this portal: reprovision it to give it "
+    "this portal's configuration."
+)
 
 
 # How a refusal reads: "A device that is <state> cannot <phrase>."
@@ -128,9 +138,21 @@ def states_allowing(action: str) -> set[str]:
     return {from_state for (from_state, a) in TRANSITIONS if a == action}
 
 
-def reason_forbidden(state: str, action: str) -> str | None:
-    """None when allowed; otherwise the sentence a user sees next to the device."""
-    return None if can(state, action) else str(TransitionNotAllowed(state, action))
+def reason_forbidden(state: str, action: str, *, reported_state: str = "") -> str | None:
+    """None when allowed; otherwise the sentence a user sees next to the device.
+
+    ``reported_state``: what the device last said of itself on its link (a
+    ``gateway.codes.DeviceLinkState``), for the rule the state alone cannot decide.
+    """
+    if not can(state, action):
+        return str(TransitionNotAllowed(state, action))
+    if (
+        action == A.PROVISION
+        and state == S.DISCOVERED
+        and reported_state == DeviceLinkState.PROVISIONED
+    ):
+        return PROVISIONED_ELSEWHERE
+    return None
 
 
 def apply(device, action: str, **fields) -> bool:

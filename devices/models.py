@@ -1,19 +1,102 @@
 """The inventory (gateways, device types, devices, groups) and the operations on it."""
 
+import secrets
 import uuid
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import RegexValidator
 from django.db import models
-from django.db.models.functions import Lower
+from django.db.models import Case, CharField, Count, OuterRef, Prefetch, Subquery, Value, When
+from django.db.models.functions import Coalesce, Lower
+from django.utils import timezone
 
-from devices.choices import STATE_COLOURS, DeviceState, Protocol
+from devices.choices import (
+    STATE_COLOURS,
+    DeviceState,
+    OperationState,
+    Protocol,
+)
 from devices.lifecycle import allowed_actions
 from portal.crypto import EncryptedTextField
 from portal.models import Organization
 from portal.tenancy import OrganizationQuerySet
 from portal.validators import validate_name
+
+# Never loaded for a list: the gateway's secret would be decrypted once per row.
+ROW_DEFERRED = ("gateway__secret", "gateway__agent_info", "device_type__image_extensions")
+
+
+class GatewayQuerySet(OrganizationQuerySet):
+    def with_device_count(self):
+        """``device_count``: a correlated subquery, not a join, so a list's COUNT(*) can
+        drop it."""
+        devices = Device.objects.filter(gateway=OuterRef("pk")).order_by().values("gateway")
+        count = Coalesce(Subquery(devices.annotate(n=Count("pk")).values("n")), 0)
+        return self.annotate(device_count=count)
+
+    def for_list(self):
+        """Rows of a gateway list (widget, API): never the secret, with ``device_count``."""
+        return self.defer("secret").with_device_count()
+
+
+class DeviceGroupQuerySet(OrganizationQuerySet):
+    def with_device_count(self):
+        return self.annotate(device_count=Count("devices"))
+
+
+class DeviceQuerySet(OrganizationQuerySet):
+    def with_relations(self):
+        """What a device row shows (the widget, the API, the device page): its type, its
+        gateway and its groups, in three queries whatever the number of rows.
+
+        The groups are a plain list per device (``group_list``): templates read it twice
+        per row, and every ``device.groups`` access would build a new related manager.
+        """
+        groups = Prefetch(
+            "groups", queryset=DeviceGroup.objects.only("pk", "name"), to_attr="group_list"
+        )
+        return (
+            self.select_related("device_type", "gateway")
+            .defer(*ROW_DEFERRED)
+            .prefetch_related(groups)
+        )
+
+    def with_failure(self):
+        """Annotate ``failure``: a failed device's reason, from its latest failed operation,
+        so a list row says why (a subquery in the rows' own query, read only for failed rows).
+        """
+        latest_failed = (
+            Operation.objects.filter(device=OuterRef("pk"), state=OperationState.FAILED)
+            .order_by("-id")
+            .values("error")[:1]
+        )
+        return self.annotate(
+            failure=Case(
+                When(state=DeviceState.FAILED, then=Subquery(latest_failed)),
+                default=Value(""),
+                output_field=CharField(),
+            )
+        )
+
+
+class OperationQuerySet(OrganizationQuerySet):
+    def failed_of(self, bulk):
+        """The failed operations of ``bulk`` with their device and reason, in order."""
+        return (
+            self.filter(bulk=bulk, state=OperationState.FAILED)
+            .select_related("device", "gateway")
+            .only(
+                "device__serial_number",
+                "device__state",
+                "gateway__name",
+                "code",
+                "error",
+                "attempts",
+                "finished_at",
+            )
+            .order_by("id")
+        )
 
 
 class DeviceType(models.Model):
@@ -73,7 +156,7 @@ class Gateway(models.Model):
     )
     created_at = models.DateTimeField(auto_now_add=True)
 
-    objects = OrganizationQuerySet.as_manager()
+    objects = GatewayQuerySet.as_manager()
 
     class Meta:
         ordering = ["name"]
@@ -81,6 +164,31 @@ class Gateway(models.Model):
 
     def __str__(self):
         return self.name or self.uid
+
+    @staticmethod
+    def unused_uid() -> str:
+        """A short ``gw-…`` UID that no gateway has yet (for a form left blank)."""
+        for _ in range(10):
+            uid = f"gw-{secrets.token_hex(4)}"
+            if not Gateway.objects.filter(uid=uid).exists():
+                return uid
+        return f"gw-{secrets.token_hex(12)}"  # 10 collisions in 4 billion: just go longer
+
+    def new_secret(self) -> str:
+        """Give the gateway a fresh secret (not saved yet) and return it.
+
+        The secret signs the gateway's whole link, so the caller shows it exactly once:
+        in the answer to the request that made it, never cached, never logged.
+        """
+        self.secret = secrets.token_urlsafe(32)
+        self.secret_rotated_at = timezone.now()
+        return self.secret
+
+    def rotate_secret(self) -> str:
+        """A new secret, saved: the old one stops signing from now on."""
+        secret = self.new_secret()
+        self.save(update_fields=["secret", "secret_rotated_at"])
+        return secret
 
 
 class DeviceGroup(models.Model):
@@ -91,7 +199,7 @@ class DeviceGroup(models.Model):
     description = models.CharField(max_length=255, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
-    objects = OrganizationQuerySet.as_manager()
+    objects = DeviceGroupQuerySet.as_manager()
 
     class Meta:
         ordering = ["name"]
@@ -141,7 +249,7 @@ class Device(models.Model):
     updated_at = models.DateTimeField(auto_now=True)
     state_changed_at = models.DateTimeField(auto_now_add=True)
 
-    objects = OrganizationQuerySet.as_manager()
+    objects = DeviceQuerySet.as_manager()
 
     class Meta:
         ordering = ["serial_number"]
@@ -227,17 +335,6 @@ class DeviceEvent(models.Model):
         return f"{self.kind} {self.device or self.gateway} {self.occurred_at:%H:%M:%S}"
 
 
-class OperationState(models.TextChoices):
-    QUEUED = "queued", "Queued"
-    SENT = "sent", "Sent"
-    DONE = "done", "Done"
-    FAILED = "failed", "Failed"
-    CANCELLED = "cancelled", "Cancelled"
-
-
-OPEN_OPERATION_STATES = (OperationState.QUEUED, OperationState.SENT)
-
-
 class BulkOperation(models.Model):
     """One user action on one or many devices: who, what, on what, and how far it got.
 
@@ -287,6 +384,26 @@ class BulkOperation(models.Model):
     def percent(self) -> int:
         return 100 if not self.total else self.finished_count * 100 // self.total
 
+    @property
+    def waiting(self) -> int:
+        """Devices not answered yet: queued, at their gateway, or waiting for it."""
+        return max(0, self.total - self.finished_count)
+
+    @property
+    def segments(self) -> list[dict]:
+        """The progress bar's parts in order (done, failed, cancelled, waiting), each with
+        its offset, so the bar needs no inline style (a strict CSP allows none)."""
+        parts, x = [], 0
+        for key, count in (
+            ("done", self.done),
+            ("failed", self.failed),
+            ("cancelled", self.cancelled),
+            ("waiting", self.waiting),
+        ):
+            parts.append({"key": key, "count": count, "x": x})
+            x += count
+        return parts
+
 
 class Operation(models.Model):
     """One device's part of a bulk operation; the database is its source of truth.
@@ -325,7 +442,7 @@ class Operation(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 
-    objects = OrganizationQuerySet.as_manager()
+    objects = OperationQuerySet.as_manager()
 
     class Meta:
         ordering = ["id"]

@@ -7,6 +7,7 @@ app_name = "devices"
 urlpatterns = [
     path("", views.DeviceListView.as_view(), name="widget"),
     path("<int:pk>/", views.DeviceDetailView.as_view(), name="detail"),
+    path("<int:pk>/edit/", views.DeviceEditView.as_view(), name="edit"),
     path("<int:pk>/delete/", views.DeviceDeleteView.as_view(), name="delete"),
     path("events/", views.EventListView.as_view(), name="events-widget"),
     path("events/rate/", views.EventRateView.as_view(), name="event-rate"),

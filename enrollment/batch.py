@@ -31,8 +31,8 @@ from django.db import transaction
 
 from devices.models import DeviceType, Gateway
 from enrollment import services
-from enrollment.forms import clean_key, clean_serial
 from enrollment.models import EnrollmentBatch
+from enrollment.validators import clean_key, clean_serial
 from licensing import capacity
 from portal import exports
 from portal.validators import validate_name

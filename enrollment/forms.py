@@ -1,33 +1,13 @@
-"""The single-device enrollment form; batch rows go through ``enrollment.batch``."""
-
-import re
+"""Enrollment forms: one device (the widget, the installer pages, the API) and a list
+(the batch page, whose rows ``enrollment.batch`` parses and checks)."""
 
 from django import forms
 
 from devices.models import DeviceType, Gateway
-from enrollment import services
+from enrollment import batch, services
+from enrollment.validators import KEY_MAX, clean_key, clean_serial
+from portal.forms import file_or_text
 from portal.validators import validate_name
-
-SERIAL_RE = re.compile(r"[\x21-\x7e]{1,64}")  # printable ASCII, no spaces
-KEY_MIN, KEY_MAX = 4, 128
-
-
-def clean_serial(value: str) -> str:
-    value = (value or "").strip()
-    if not SERIAL_RE.fullmatch(value):
-        raise forms.ValidationError(
-            "A serial number is 1 to 64 printable characters without spaces.", code="format"
-        )
-    return value
-
-
-def clean_key(value: str) -> str:
-    value = (value or "").strip()
-    if not KEY_MIN <= len(value) <= KEY_MAX or not value.isprintable():
-        raise forms.ValidationError(
-            f"An access key is {KEY_MIN} to {KEY_MAX} printable characters.", code="format"
-        )
-    return value
 
 
 class EnrollForm(forms.Form):
@@ -67,3 +47,98 @@ class EnrollForm(forms.Form):
 
     def row(self) -> dict:
         return {k: self.cleaned_data[k] for k in self.fields}
+
+
+def resolve_device_type(value):
+    """A device type by name, else by id; None when there is none."""
+    value = str(value or "").strip()
+    if not value:
+        return None
+    found = DeviceType.objects.filter(name=value).first()
+    if found is None and value.isdigit():
+        found = DeviceType.objects.filter(pk=int(value)).first()
+    return found
+
+
+def resolve_gateway(gateways, value):
+    """One of ``gateways`` (already scoped) by UID, else by id; None when there is none."""
+    value = str(value or "").strip()
+    if not value:
+        return None
+    found = gateways.filter(uid=value).defer("secret").first()
+    if found is None and value.isdigit():
+        found = gateways.filter(pk=int(value)).defer("secret").first()
+    return found
+
+
+def enrollment_form(organization, data, *, app_only=False) -> EnrollForm:
+    """The widget's form, for one device; app-only enrollment has no gateway."""
+    form = EnrollForm(data, organization=organization)
+    if app_only:
+        del form.fields["gateway"]
+    return form
+
+
+class BatchForm(forms.Form):
+    file = forms.FileField(
+        required=False,
+        label="File",
+        help_text="CSV, TSV or serial;key lines, UTF-8; up to 10,000 rows and 10 MB.",
+        widget=forms.FileInput(attrs={"accept": ".csv,.tsv,.txt,text/csv,text/plain"}),
+    )
+    text = forms.CharField(
+        required=False,
+        strip=False,
+        label="Or paste the list",
+        widget=forms.Textarea(
+            attrs={
+                "rows": 8,
+                "spellcheck": "false",
+                "autocomplete": "off",
+                "placeholder": "serial,key[,type,gateway,name,location]",
+            }
+        ),
+    )
+    device_type = forms.ModelChoiceField(
+        queryset=DeviceType.objects.none(),
+        required=False,
+        label="Device type",
+        empty_label="— from the type column —",
+        help_text="For rows that leave the type column empty.",
+    )
+    gateway = forms.ModelChoiceField(
+        queryset=Gateway.objects.none(),
+        required=False,
+        empty_label="— none: the installer app enrolls them —",
+        help_text="For rows that leave the gateway column empty.",
+    )
+
+    def __init__(self, *args, organization, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.organization = organization
+        self.parsed = None
+        self.data_bytes = b""
+        self.fields["device_type"].queryset = DeviceType.objects.order_by("name")
+        self.fields["gateway"].queryset = (
+            Gateway.objects.for_organization(organization).defer("secret").order_by("name")
+        )
+
+    def clean(self):
+        cleaned = super().clean()
+        upload, text = file_or_text(
+            cleaned, what="a list", neither="Choose a file or paste a list."
+        )
+        if upload:
+            data = batch.read_upload(upload)
+            cleaned["source"] = upload.name
+        else:
+            data = text.encode("utf-8", "surrogatepass")
+            cleaned["source"] = "pasted"
+        try:
+            self.parsed = batch.parse(data)
+        except batch.BatchError as error:
+            raise forms.ValidationError(str(error)) from None
+        if not self.parsed.rows:
+            raise forms.ValidationError("The list has no rows.")
+        self.data_bytes = data
+        return cleaned

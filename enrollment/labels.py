@@ -4,7 +4,7 @@ Each label is what gets stuck on the device: a QR code of its ``FG1`` payload (s
 access key, device type — ``enrollment.qr``) with the serial number and the type printed
 under it. The key is in the code only, never printed as text. A sheet is the one place
 an access key leaves the server, so only users with the ``enroll`` rule get one
-(``installer_views.LabelsView``) and each sheet is written to the audit log.
+(``enrollment.views.installer.LabelsView``) and each sheet is written to the audit log.
 
 Pages are bilevel (mode "1") at 150 dpi: small in memory and in the file, and sharp
 when printed. PDF holds any number of pages; a PNG is one image, so it holds one page.

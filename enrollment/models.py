@@ -10,20 +10,11 @@ from django.db import models
 from django.db.models import Q
 
 from devices.models import Device, DeviceType, Gateway, Operation
+from enrollment.choices import OPEN_STATUSES, EnrollmentStatus
 from portal.crypto import EncryptedTextField
 from portal.models import Organization
 from portal.tenancy import OrganizationQuerySet
 from portal.validators import validate_name
-
-
-class EnrollmentStatus(models.TextChoices):
-    PENDING = "pending", "Pending"
-    IN_PROGRESS = "in_progress", "In progress"
-    DONE = "done", "Done"
-    FAILED = "failed", "Failed"
-
-
-OPEN_STATUSES = (EnrollmentStatus.PENDING, EnrollmentStatus.IN_PROGRESS)
 
 
 class EnrollmentBatch(models.Model):

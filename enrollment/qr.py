@@ -15,7 +15,7 @@ from django import forms
 from PIL import Image
 
 from enrollment import photos
-from enrollment.forms import clean_key, clean_serial
+from enrollment.validators import clean_key, clean_serial
 
 VERSION = "FG1"
 MAX_LENGTH = 512  # characters of a whole payload

@@ -11,20 +11,24 @@
   transaction — the portal form, the installer pages and the API all come through it.
 - ``record_app_enrollment``: the installer app enrolled the device itself over BLE.
 - ``follow_operations``: records follow their operations' outcomes (a finish hook).
+- ``add_photo``: the installation photo, stored and audited (installer pages and API).
+- ``nearby_devices``: what the gateways discovered and nobody enrolled yet (installer, API).
 """
 
 from collections import defaultdict
 
 from django.db import transaction
-from django.db.models import OuterRef, Subquery
+from django.db.models import Case, CharField, F, OuterRef, Subquery, Value, When
 from django.utils import timezone
 
 from devices import lifecycle, operations
-from devices.choices import DeviceState
+from devices.choices import DeviceState, OperationState
 from devices.lifecycle import Action
-from devices.models import Device, DeviceType, OperationState
+from devices.models import ROW_DEFERRED, Device, DeviceType
 from devices.operations import chunks
-from enrollment.models import OPEN_STATUSES, EnrollmentRecord, EnrollmentStatus
+from enrollment import photos
+from enrollment.choices import OPEN_STATUSES, EnrollmentStatus
+from enrollment.models import EnrollmentRecord
 from licensing import capacity
 from portal import audit
 
@@ -247,27 +251,42 @@ def record_app_enrollment(organization, user, row: dict) -> EnrollmentRecord:
     return record
 
 
-def follow_operations(state, rows, code, error, now) -> None:
+def follow_operations(state, rows, now) -> None:
     """A finish hook (``devices.operations.FINISH_HOOKS``): enrollments end with their
     operations. Matched by device among the records in progress — a device has one
     enrollment in flight at a time (``send`` moves it to ``enrolling``, which takes no
-    second ``enroll``), while a record that failed earlier keeps its reason."""
-    device_ids = [r["device_id"] for r in rows if r["kind"] == Action.ENROLL]
-    if not device_ids:
+    second ``enroll``), while a record that failed earlier keeps its reason. One UPDATE
+    per chunk, whatever the reasons: each record gets its own operation's."""
+    rows = [r for r in rows if r["kind"] == Action.ENROLL]
+    if not rows:
         return
-    if state == OperationState.DONE:
-        status, reason = EnrollmentStatus.DONE, ""
-    else:
-        status = EnrollmentStatus.FAILED
-        reason = CANCELLED if state == OperationState.CANCELLED else (error or code)
-    for chunk in chunks(device_ids):
+    done = state == OperationState.DONE
+    status = EnrollmentStatus.DONE if done else EnrollmentStatus.FAILED
+    for chunk in chunks(rows, size=2500):  # each device id twice: the filter and a CASE
+        by_reason = defaultdict(list)
+        for r in chunk:
+            by_reason[_reason(state, r)].append(r["device_id"])
+        reason = Case(
+            *[When(device_id__in=ids, then=Value(text)) for text, ids in by_reason.items()],
+            default=Value(""),
+            output_field=CharField(),
+        )
         EnrollmentRecord.objects.filter(
-            device_id__in=chunk,
+            device_id__in=[r["device_id"] for r in chunk],
             app_only=False,
             status=EnrollmentStatus.IN_PROGRESS,
-        ).update(status=status, reason=reason[:500], finished_at=now, updated_at=now)
-    organizations = {r["organization_id"] for r in rows if r["kind"] == Action.ENROLL}
+        ).update(status=status, reason=reason, finished_at=now, updated_at=now)
+    organizations = {r["organization_id"] for r in rows}
     transaction.on_commit(lambda: _refresh(organizations))
+
+
+def _reason(state, row) -> str:
+    """What a record says when its operation ended: nothing, cancelled, or the failure."""
+    if state == OperationState.DONE:
+        return ""
+    if state == OperationState.CANCELLED:
+        return CANCELLED
+    return (row["error"] or row["code"])[:500]
 
 
 def _refresh(organization_ids) -> None:
@@ -280,3 +299,22 @@ def _refresh(organization_ids) -> None:
 def retry(organization, user, records):
     """Failed records go again, with the same key (the reason they failed is cleared)."""
     return send(organization, user, [r for r in records if r.can_retry], "retry of enrollment")
+
+
+def nearby_devices(organization, gateway=None):
+    """Devices the organization's gateways report nearby and not enrolled, recent first."""
+    devices = (
+        Device.objects.for_organization(organization)
+        .filter(state=DeviceState.DISCOVERED, gateway__isnull=False)
+        .select_related("device_type", "gateway")
+        .defer(*ROW_DEFERRED)
+        .order_by(F("last_seen").desc(nulls_last=True), "-id")
+    )
+    return devices.filter(gateway=gateway) if gateway is not None else devices
+
+
+def add_photo(organization, user, record, jpeg: bytes) -> None:
+    """The installation photo (already cleaned by ``photos.clean``), stored and audited."""
+    with transaction.atomic():
+        photos.attach(record, jpeg)
+        audit.record(organization, user, "enrollment.photo", [record.pk], object_type="enrollment")

@@ -1,5 +1,8 @@
-"""The Enrollment widget on the dashboard (imported from ``EnrollmentConfig.ready``)."""
+"""The Enrollment widget and header link (imported from ``EnrollmentConfig.ready``)."""
 
+from portal.navigation import NavItem
+from portal.navigation import register as register_link
 from portal.widgets import Widget, register
 
-register(Widget("enrollment", "Enrollment", "enrollment:widget", order=22, rule="view"))
+register(Widget("enrollment", "Enrollment", "enrollment:widget", order=35, rule="view"))
+register_link(NavItem("enrollment", "Enrollment", "enrollment:widget", order=20))

@@ -35,6 +35,7 @@ from django.db.models import Sum
 from django.db.models.functions import Coalesce
 
 from licensing.models import License
+from portal.errors import Conflict
 from portal.models import Organization
 
 UsedCounter = Callable[[Organization], int]
@@ -62,8 +63,10 @@ def _counter(used_counter: UsedCounter | None) -> UsedCounter:
     return counter
 
 
-class CapacityExceeded(Exception):
+class CapacityExceeded(Conflict):
     """The request does not fit; ``str(error)`` says how many would."""
+
+    code = "capacity_exceeded"
 
     def __init__(self, requested: int, used: int, total: int):
         self.requested, self.used, self.total = requested, used, total
@@ -73,6 +76,14 @@ class CapacityExceeded(Exception):
             f"Only {self.free} of the requested {requested} {devices} can be provisioned: "
             f"{used} of {total} seats are in use."
         )
+
+    def details(self) -> dict:
+        return {
+            "seats_requested": self.requested,
+            "seats_used": self.used,
+            "seats_total": self.total,
+            "seats_free": self.free,
+        }
 
 
 @dataclass(frozen=True)

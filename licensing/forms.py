@@ -8,6 +8,7 @@ from licensing import signing
 from licensing.models import License
 from portal import audit
 from portal.choices import AuditOutcome
+from portal.forms import file_or_text
 
 
 def license_id_used(license_id) -> bool:
@@ -43,11 +44,9 @@ class LicenseUploadForm(forms.Form):
 
     def clean(self):
         cleaned = super().clean()
-        upload, text = cleaned.get("file"), cleaned.get("text") or ""
-        if upload and text.strip():
-            raise forms.ValidationError("Upload a file or paste the license, not both.")
-        if not upload and not text.strip():
-            raise forms.ValidationError("Choose a license file or paste its contents.")
+        upload, text = file_or_text(
+            cleaned, what="the license", neither="Choose a license file or paste its contents."
+        )
         if upload:
             # Read one byte past the limit: enough to refuse a big file without loading it.
             data = upload.read(signing.MAX_FILE_BYTES + 1)
@@ -79,16 +78,14 @@ class LicenseUploadForm(forms.Form):
         claims = self.claims
         try:
             with transaction.atomic():
-                return License.objects.create(
-                    organization=self.organization,
-                    license_id=claims.license_id,
-                    capacity=claims.capacity,
-                    valid_from=claims.valid_from,
-                    valid_until=claims.valid_until,
-                    issued_at=claims.issued_at,
-                    raw=self.raw,
+                installed = License.from_claims(
+                    self.organization,
+                    claims,
+                    self.raw,
                     uploaded_by=user if user.is_authenticated else None,
                 )
+                installed.save()
+                return installed
         except IntegrityError:
             self.refusal = signing.already_used(claims.license_id)
             self.add_error(self.error_field, self.refusal.reason)

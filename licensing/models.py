@@ -58,6 +58,20 @@ class License(models.Model):
     def __str__(self):
         return f"{self.capacity} devices, {self.valid_from} – {self.valid_until}"
 
+    @classmethod
+    def from_claims(cls, organization, claims, raw: str, **fields) -> "License":
+        """The row (not saved yet) for a file that ``licensing.signing.verify`` accepted."""
+        return cls(
+            organization=organization,
+            license_id=claims.license_id,
+            capacity=claims.capacity,
+            valid_from=claims.valid_from,
+            valid_until=claims.valid_until,
+            issued_at=claims.issued_at,
+            raw=raw,
+            **fields,
+        )
+
     def status_on(self, day=None) -> str:
         """ "valid", "expired" or "not yet valid" — the same rule as ``valid_on``."""
         day = day or timezone.localdate()

@@ -5,17 +5,21 @@ may upload, and the server refuses others with 403 whatever the page showed.
 """
 
 from django.contrib import messages
-from django.shortcuts import redirect, render
+from django.shortcuts import redirect
 from django.utils import timezone
 from django.views import View
 
 from licensing import capacity
 from licensing.forms import LicenseUploadForm
 from portal import tenancy
+from portal.htmx import WidgetMixin
 
 
-class LicensesMixin(tenancy.OrganizationRequiredMixin):
-    def render_widget(self, form=None, notice=""):
+class LicensesMixin(WidgetMixin, tenancy.OrganizationRequiredMixin):
+    page_template = "licensing/license_list.html"
+    widget_template = "licensing/_licenses_widget.html"
+
+    def show(self, form=None, notice=""):
         """The widget body for htmx (the dashboard), the full page otherwise."""
         today = timezone.localdate()
         usage = capacity.usage(self.organization, today=today)
@@ -27,21 +31,14 @@ class LicensesMixin(tenancy.OrganizationRequiredMixin):
             "form": form,
             "notice": notice,
         }
-        return render(self.request, self.template(), context)
-
-    def template(self):
-        """An htmx swap gets the widget body; a plain visit or a history restore, the page."""
-        htmx = self.request.htmx
-        if htmx and not htmx.history_restore_request:
-            return "licensing/_licenses_widget.html"
-        return "licensing/license_list.html"
+        return self.render_widget(context)
 
 
 class LicensesWidgetView(LicensesMixin, View):
     required_rule = "view"
 
     def get(self, request):
-        return self.render_widget()
+        return self.show()
 
 
 class LicenseUploadView(LicensesMixin, View):
@@ -51,12 +48,12 @@ class LicenseUploadView(LicensesMixin, View):
         form = LicenseUploadForm(request.POST, request.FILES, organization=self.organization)
         installed = form.install(request.user)
         if installed is None:
-            return self.render_widget(form)
+            return self.show(form)
         notice = (
             f"License installed: {installed.capacity} devices, "
             f"valid until {installed.valid_until.isoformat()}."
         )
         if request.htmx:
-            return self.render_widget(notice=notice)
+            return self.show(notice=notice)
         messages.success(request, notice)
         return redirect("licensing:widget")

@@ -16,7 +16,8 @@ organization's object 404, an organization left unnamed 400.
 
 from django.core.exceptions import ValidationError as DjangoValidationError
 from drf_spectacular.openapi import AutoSchema as SpectacularAutoSchema
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers
 from rest_framework.authentication import SessionAuthentication
 from rest_framework.exceptions import APIException, PermissionDenied
@@ -24,8 +25,11 @@ from rest_framework.pagination import PageNumberPagination
 from rest_framework.permissions import BasePermission
 from rest_framework.response import Response
 from rest_framework.views import APIView
+from rest_framework.views import exception_handler as drf_exception_handler
 
 from portal import permissions, tenancy
+from portal.errors import Conflict
+from portal.filters import FilterBackend
 
 ORGANIZATION_HEADER = "X-Organization"
 NO_ORGANIZATION = "You belong to no organization."
@@ -105,9 +109,9 @@ class RulePermission(BasePermission):
         if membership is None:
             self.message = NO_ORGANIZATION
             return False
-        rule = view.required_rule
-        self.message = f"Your role groups do not allow this ({rule})."
-        return permissions.allows(rule, membership.roles)
+        decision = permissions.decide(view.required_rule, membership.roles)
+        self.message = f"Your role groups do not allow this: it {decision.reason}."
+        return decision.allowed
 
 
 class OrganizationScopedMixin:
@@ -119,6 +123,7 @@ class OrganizationScopedMixin:
 
     permission_classes = [RulePermission]
     pagination_class = Pagination
+    filter_backends = [FilterBackend]  # lists with a ``filterset_class`` (portal.filters)
     default_rule = "view"
     rules: dict[str, str] = {}
     membership = None
@@ -163,11 +168,28 @@ class OrganizationScopedMixin:
         context["organization"] = self.organization
         return context
 
+    def filter_queryset(self, queryset):
+        """Filters narrow lists; a detail URL's object is found whatever the query says."""
+        return super().filter_queryset(queryset) if self.action == "list" else queryset
+
 
 class ErrorSerializer(serializers.Serializer):
     """What a refusal looks like (401, 403, 404): a sentence."""
 
     detail = serializers.CharField()
+
+
+# The answers every app's endpoints share, for their ``extend_schema(responses=...)``.
+REFUSED = {
+    401: OpenApiResponse(ErrorSerializer, description="Not logged in, or a bad token."),
+    403: OpenApiResponse(
+        ErrorSerializer, description="No organization, or a role that forbids it."
+    ),
+}
+NOT_FOUND = {404: OpenApiResponse(ErrorSerializer, description="Not in this organization.")}
+FIELD_ERRORS = {
+    400: OpenApiResponse(OpenApiTypes.OBJECT, description="Field errors: {field: [message, ...]}.")
+}
 
 
 class AutoSchema(SpectacularAutoSchema):
@@ -190,6 +212,27 @@ class AutoSchema(SpectacularAutoSchema):
                 ),
             ]
         return parameters
+
+
+def name_enums(**overrides: str) -> None:
+    """Name an app's choice sets in the OpenAPI schema: ``name_enums(DeviceStateEnum=
+    "devices.choices.DeviceState")``, called from the app's ``AppConfig.ready``.
+
+    Two fields called ``state`` with different choices would otherwise get names made up
+    by drf-spectacular; the settings name no app's modules, so each app adds its own
+    entries (as drf-spectacular's own contrib modules do).
+    """
+    from drf_spectacular.settings import spectacular_settings
+
+    spectacular_settings.ENUM_NAME_OVERRIDES.update(overrides)
+
+
+def exception_handler(exc, context):
+    """DRF's handler, plus: a ``portal.errors.Conflict`` (over capacity, nothing to do)
+    is a 409 with its sentence, its ``code`` and its details, from every endpoint."""
+    if isinstance(exc, Conflict):
+        return Response({"detail": str(exc), "code": exc.code, **exc.details()}, status=409)
+    return drf_exception_handler(exc, context)
 
 
 class TokenLoginSerializer(serializers.Serializer):

@@ -9,9 +9,10 @@ from django.conf import settings
 from django.urls import include, path
 from django.utils.csp import CSP
 from django.views.decorators.csp import csp_override
-from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularAPIView
 
 from portal.api import TokenLoginView
+from portal.api_docs import RedocView, SwaggerView
 
 # Redoc's bundle writes its own <style> elements and runs its search in a Web Worker from
 # a blob: URL; the rest of its policy is the portal's. (A nonce in style-src would make
@@ -26,27 +27,13 @@ REDOC_CSP = {
 app_name = "api"
 
 urlpatterns = [
-    path("", include("devices.api")),
-    path("", include("licensing.api")),
-    path("", include("enrollment.api")),
-    path("", include("firmware.api")),
+    path("", include("devices.api.urls")),
+    path("", include("licensing.api.urls")),
+    path("", include("enrollment.api.urls")),
+    path("", include("firmware.api.urls")),
     path("auth/token/", TokenLoginView.as_view(), name="token-login"),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
-    path(
-        "docs/",
-        SpectacularSwaggerView.as_view(
-            url_name="api:schema", template_name="portal/api_swagger.html"
-        ),
-        name="docs",
-    ),
-    path(
-        "redoc/",
-        # Redoc's stock page fetches web fonts from a CDN; ours does not.
-        csp_override(REDOC_CSP)(
-            SpectacularRedocView.as_view(
-                url_name="api:schema", template_name="portal/api_redoc.html"
-            )
-        ),
-        name="redoc",
-    ),
+    path("docs/", SwaggerView.as_view(url_name="api:schema"), name="docs"),
+    # Redoc's stock page fetches web fonts from a CDN; ours does not.
+    path("redoc/", csp_override(REDOC_CSP)(RedocView.as_view(url_name="api:schema")), name="redoc"),
 ]

@@ -101,3 +101,14 @@ class RemoveMemberForm(forms.Form):
                 rules.last_administrator_message(self.membership, self.acting_user, removing=True)
             )
         return super().clean()
+
+
+def file_or_text(cleaned, *, what: str, neither: str):
+    """A form's ``file`` upload or its pasted ``text``: exactly one of them, else a form
+    error. Returns (upload, None) or (None, text)."""
+    upload, text = cleaned.get("file"), cleaned.get("text") or ""
+    if upload and text.strip():
+        raise forms.ValidationError(f"Upload a file or paste {what}, not both.")
+    if not upload and not text.strip():
+        raise forms.ValidationError(neither)
+    return (upload, None) if upload else (None, text)

@@ -3,9 +3,15 @@
 Views, the API, the admin and consumers ask these functions; none of them inspects
 roles itself. Each rule takes the set of roles a user holds in one organization, so
 a rule can never leak across organizations.
+
+Each rule also says, in words, what it needs (``NEEDS``): a refused user sees a
+disabled button or a 403 page with that reason ("needs Administrator, or Device
+Manager and IoT Manager"), never an action that silently is not there. ``decide``
+gives both the answer and the reason, so the two cannot drift apart.
 """
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 from portal.choices import Role
 
@@ -73,6 +79,41 @@ RULES = {
     "manage_licenses": can_manage_licenses,
     "view_audit": can_view_audit_log,
 }
+
+
+# What each rule needs, in the words a refused user reads.
+NEEDS = {
+    "view": "membership of the organization",
+    "enroll": "Administrator, or Device Manager and IoT Manager",
+    "device_actions": "Administrator or Device Manager",
+    "manage_groups": "Administrator or Device Manager",
+    "manage_gateways": "Administrator or IoT Manager",
+    "manage_members": "Administrator",
+    "manage_licenses": "Administrator",
+    "view_audit": "Administrator",
+}
+
+
+@dataclass(frozen=True)
+class Decision:
+    allowed: bool
+    reason: str  # "" when allowed; else "needs …"
+
+    def __bool__(self):
+        return self.allowed
+
+
+def decide(rule: str, roles: Iterable[str]) -> Decision:
+    """A rule's answer and, when it refuses, why: "needs Administrator or Device Manager"."""
+    if RULES[rule](roles):
+        return Decision(True, "")
+    return Decision(False, f"needs {NEEDS[rule]}")
+
+
+def refusals(roles: Iterable[str]) -> dict[str, str]:
+    """Every rule's reason for refusing ("" where it allows), for disabled buttons."""
+    roles = _roles(roles)
+    return {name: decide(name, roles).reason for name in RULES}
 
 
 def allows(rule: str, roles: Iterable[str]) -> bool:

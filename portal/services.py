@@ -1,19 +1,23 @@
 """Is each outside service answering? One function per service, one line per answer.
 
 The portal needs Redis (queues, channel layer), Mosquitto (the gateway link) and,
-when ``DATABASE_URL`` names one, PostgreSQL. Each check opens a TCP connection, speaks
-just enough of the service's protocol to know it really is that service, and gives
-up after ``timeout`` seconds (1 s by default). A failed check names the service,
-where it was looked for and the command that starts it, so ``manage.py preflight``
-can print it as it is.
+when ``DATABASE_URL`` names one, PostgreSQL. Each check first opens a TCP connection
+(nothing there: the service is not running, and the line says the command that starts
+it), then lets the service's own client speak to it — redis-py's PING, paho's CONNECT,
+psycopg's login — so whatever it answers (a wrong password, a refused login, another
+program on the port) is said in that client's words. Every step gives up after
+``timeout`` seconds (1 s by default); ``manage.py preflight`` prints the lines as they are.
 """
 
+import math
 import socket
-import ssl
-import struct
+import time
 from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit
 
+import paho.mqtt.client as mqtt
+import psycopg
+import redis
 from django.conf import settings
 
 from portal.redaction import redact
@@ -43,47 +47,23 @@ class NotAnswering(Exception):
     """Nothing accepted the connection (refused, timed out, unknown host)."""
 
 
-def _reason(exc: OSError) -> str:
-    if isinstance(exc, TimeoutError):
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, TimeoutError | socket.timeout):
         return "timed out"
-    return exc.strerror or str(exc) or type(exc).__name__
+    return getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
 
 
-def _exchange(address, payload: bytes, *, done, timeout: float, tls_host: str | None = None):
-    """Send ``payload`` and read until ``done(data)`` is true or the peer closes.
-
-    ``address`` is ``(host, port)`` or a Unix socket path. Raises NotAnswering when the
-    connection cannot be made, OSError when the peer misbehaves after it was.
-    """
+def _reachable(address, timeout: float) -> None:
+    """Open and close a connection to ``(host, port)`` or a Unix socket path."""
     try:
         if isinstance(address, str):
-            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            try:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
                 sock.settimeout(timeout)
                 sock.connect(address)
-            except OSError:
-                sock.close()
-                raise
         else:
-            sock = socket.create_connection(address, timeout=timeout)
+            socket.create_connection(address, timeout=timeout).close()
     except OSError as exc:
         raise NotAnswering(_reason(exc)) from exc
-    with sock:
-        sock.settimeout(timeout)
-        stream = (
-            ssl.create_default_context().wrap_socket(sock, server_hostname=tls_host)
-            if tls_host
-            else sock
-        )
-        with stream:
-            stream.sendall(payload)
-            data = b""
-            while not done(data):
-                chunk = stream.recv(4096)
-                if not chunk:
-                    break
-                data += chunk
-            return data
 
 
 def _missing(name, where, why, start) -> ServiceStatus:
@@ -101,15 +81,8 @@ def _wrong(name, where, detail, hint=ELSEWHERE) -> ServiceStatus:
 # --- Redis ---------------------------------------------------------------------------------
 
 
-def _resp(*parts: str) -> bytes:
-    encoded = [part.encode() for part in parts]
-    return f"*{len(encoded)}\r\n".encode() + b"".join(
-        b"$%d\r\n%s\r\n" % (len(p), p) for p in encoded
-    )
-
-
 def check_redis(url: str | None = None, timeout: float = TIMEOUT) -> ServiceStatus:
-    """PING (after AUTH when the URL carries a password) and expect PONG."""
+    """PING through redis-py (after AUTH when the URL carries a password), expect PONG."""
     name, url = "Redis", url or settings.REDIS_URL
     parts = urlsplit(url)
     if parts.scheme not in ("redis", "rediss"):
@@ -118,71 +91,29 @@ def check_redis(url: str | None = None, timeout: float = TIMEOUT) -> ServiceStat
         )
     host, port = parts.hostname or "127.0.0.1", parts.port or 6379
     where = f"{host}:{port}"
-    request, replies = _resp("PING"), 1
-    if parts.password:
-        user = [unquote(parts.username)] if parts.username else []
-        request, replies = _resp("AUTH", *user, unquote(parts.password)) + request, 2
-    tls_host = host if parts.scheme == "rediss" else None
     try:
-        data = _exchange(
-            (host, port),
-            request,
-            done=lambda d: d.count(b"\r\n") >= replies,
-            timeout=timeout,
-            tls_host=tls_host,
-        )
+        _reachable((host, port), timeout)
     except NotAnswering as exc:
         return _missing(name, where, exc, START_REDIS.format(port=port))
-    except OSError as exc:
-        return _wrong(name, where, _reason(exc))
-    lines = data.split(b"\r\n")
-    if b"+PONG" in lines:
-        return ServiceStatus(name, True, f"Redis answers at {where}")
-    error = next((line.decode(errors="replace") for line in lines if line.startswith(b"-")), "")
-    if "NOAUTH" in error or "WRONGPASS" in error:
-        return _wrong(name, where, error[:80], "put the right password in REDIS_URL")
-    return _wrong(name, where, error[:80] or "no PONG to PING")
+    client = redis.Redis.from_url(
+        url, socket_connect_timeout=timeout, socket_timeout=timeout, retry_on_timeout=False
+    )
+    try:
+        client.ping()
+    except redis.AuthenticationError as exc:
+        return _wrong(name, where, f"login refused: {exc}", "put the right password in REDIS_URL")
+    except redis.RedisError as exc:
+        return _wrong(name, where, _reason(exc.__context__ or exc))
+    finally:
+        client.close()
+    return ServiceStatus(name, True, f"Redis answers at {where}")
 
 
 # --- Mosquitto (MQTT) ----------------------------------------------------------------------
 
 
-def _mqtt_string(value: str) -> bytes:
-    data = value.encode()
-    return struct.pack("!H", len(data)) + data
-
-
-def _remaining_length(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        n, digit = divmod(n, 128)
-        out.append(digit | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
-
-
-def mqtt_connect_packet(client_id: str, username=None, password=None) -> bytes:
-    """An MQTT 3.1.1 CONNECT: clean session, 10 s keep-alive, optional user and password."""
-    flags = 0x02 | (0x80 if username else 0) | (0x40 if username and password else 0)
-    body = (
-        _mqtt_string("MQTT") + bytes([4, flags]) + struct.pack("!H", 10) + _mqtt_string(client_id)
-    )
-    if username:
-        body += _mqtt_string(username) + (_mqtt_string(password) if password else b"")
-    return b"\x10" + _remaining_length(len(body)) + body
-
-
-CONNACK_REFUSALS = {
-    1: "unacceptable protocol version",
-    2: "client identifier rejected",
-    3: "server unavailable",
-    4: "bad user name or password",
-    5: "not authorized",
-}
-
-
 def check_mqtt(url: str | None = None, timeout: float = TIMEOUT) -> ServiceStatus:
-    """Send CONNECT and expect a CONNACK that accepts it."""
+    """CONNECT through paho (the portal's own MQTT client) and expect an accepting CONNACK."""
     name, url = "Mosquitto (MQTT)", url or settings.MQTT_URL
     parts = urlsplit(url)
     if parts.scheme not in ("mqtt", "tcp", "mqtts", "ssl"):
@@ -192,43 +123,55 @@ def check_mqtt(url: str | None = None, timeout: float = TIMEOUT) -> ServiceStatu
     secure = parts.scheme in ("mqtts", "ssl")
     host, port = parts.hostname or "127.0.0.1", parts.port or (8883 if secure else 1883)
     where = f"{host}:{port}"
-    username = unquote(parts.username) if parts.username else None
-    password = unquote(parts.password) if parts.password else None
-    # DISCONNECT right behind CONNECT: the broker answers CONNACK, then logs a clean goodbye.
-    request = mqtt_connect_packet("fleetgate-preflight", username, password) + b"\xe0\x00"
     try:
-        connack = _exchange(
-            (host, port),
-            request,
-            done=lambda d: len(d) >= 4,
-            timeout=timeout,
-            tls_host=host if secure else None,
-        )[:4]
+        _reachable((host, port), timeout)
     except NotAnswering as exc:
         return _missing(name, where, exc, START_MOSQUITTO.format(port=port))
+    client = mqtt.Client(
+        callback_api_version=mqtt.CallbackAPIVersion.VERSION2,
+        client_id="fleetgate-preflight",
+        protocol=mqtt.MQTTv311,
+    )
+    if parts.username:
+        client.username_pw_set(
+            unquote(parts.username), unquote(parts.password) if parts.password else None
+        )
+    if secure:
+        client.tls_set()
+    client.connect_timeout = timeout
+    answers = []
+    client.on_connect = lambda c, userdata, flags, reason_code, props: answers.append(reason_code)
+    try:
+        client.connect(host, port, keepalive=max(5, math.ceil(timeout)))
+        deadline = time.monotonic() + timeout
+        while not answers and time.monotonic() < deadline:
+            client.loop(timeout=0.05)
     except OSError as exc:
         return _wrong(name, where, f"no CONNACK: {_reason(exc)}")
-    if len(connack) < 4 or connack[:2] != b"\x20\x02":
-        return _wrong(name, where, f"no CONNACK, got {connack.hex() or 'nothing'}")
-    if connack[3]:
-        refusal = CONNACK_REFUSALS.get(connack[3], f"return code {connack[3]}")
+    finally:
+        client.disconnect()
+        client.loop(timeout=0.01)  # sends the DISCONNECT: the broker logs a clean goodbye
+    if not answers:
+        return _wrong(name, where, "no CONNACK: timed out")
+    if answers[0].is_failure:
         return _wrong(
-            name, where, f"CONNECT refused: {refusal}", "check the user and password in MQTT_URL"
+            name,
+            where,
+            f"CONNECT refused: {str(answers[0]).lower()}",
+            "check the user and password in MQTT_URL",
         )
     return ServiceStatus(name, True, f"Mosquitto (MQTT) answers at {where}")
 
 
 # --- PostgreSQL ----------------------------------------------------------------------------
 
-SSL_REQUEST = struct.pack("!II", 8, 80877103)
-
 
 def check_postgres(database: dict | None = None, timeout: float = TIMEOUT) -> ServiceStatus | None:
     """None when the database is not PostgreSQL; otherwise whether the server speaks.
 
-    Sends the protocol's SSLRequest, which every PostgreSQL server answers with one
-    byte ('S' or 'N') before any authentication. Logging in is left to Django, whose
-    errors already name the database and the user.
+    Logs in through psycopg with the settings' user and database. A server that answers
+    but refuses the login (wrong password, no such database) is up: the line says what it
+    said, and Django's own errors will name it again when the portal starts.
     """
     name, database = "PostgreSQL", database or settings.DATABASES["default"]
     if "postgresql" not in database["ENGINE"]:
@@ -237,13 +180,27 @@ def check_postgres(database: dict | None = None, timeout: float = TIMEOUT) -> Se
     address = f"{host}/.s.PGSQL.{port}" if host.startswith("/") else (host, port)
     where = address if isinstance(address, str) else f"{host}:{port}"
     try:
-        answer = _exchange(address, SSL_REQUEST, done=bool, timeout=timeout)
+        _reachable(address, timeout)
     except NotAnswering as exc:
         return _missing(name, where, exc, START_POSTGRES)
-    except OSError as exc:
-        return _wrong(name, where, _reason(exc))
-    if answer not in (b"S", b"N"):
-        return _wrong(name, where, f"answered {answer[:16]!r} to SSLRequest")
+    login = {
+        "host": host,
+        "port": port,
+        "dbname": database.get("NAME") or "postgres",
+        "user": database.get("USER") or None,
+        "password": database.get("PASSWORD") or None,
+        "connect_timeout": max(1, math.ceil(timeout)),
+    }
+    try:
+        psycopg.connect(**{k: v for k, v in login.items() if v is not None}).close()
+    except psycopg.OperationalError as exc:
+        said = " ".join(str(exc).split())
+        if "FATAL" not in said:  # the server never spoke PostgreSQL's protocol
+            return _wrong(name, where, said[:120])
+        refusal = said[said.index("FATAL") :][:120]
+        return ServiceStatus(
+            name, True, f"PostgreSQL answers at {where}, but refused the login ({refusal})"
+        )
     return ServiceStatus(
         name, True, f"PostgreSQL answers at {where} (database {database.get('NAME')})"
     )

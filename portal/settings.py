@@ -12,6 +12,7 @@ import hashlib
 import os
 from datetime import timedelta
 from pathlib import Path
+from urllib.parse import urlparse
 
 import dj_database_url
 from django.utils.csp import CSP
@@ -62,6 +63,7 @@ INSTALLED_APPS = [
     "licensing",
     "enrollment",
     "firmware",
+    "bench",
 ]
 
 MIDDLEWARE = [
@@ -251,6 +253,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_SCHEMA_CLASS": "portal.api.AutoSchema",
+    "EXCEPTION_HANDLER": "portal.api.exception_handler",
     "TEST_REQUEST_DEFAULT_FORMAT": "json",
 }
 SPECTACULAR_SETTINGS = {
@@ -266,22 +269,22 @@ SPECTACULAR_SETTINGS = {
     "SERVE_INCLUDE_SCHEMA": False,
     "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
     "COMPONENT_SPLIT_REQUEST": True,
-    "ENUM_NAME_OVERRIDES": {
-        "DeviceStateEnum": "devices.choices.DeviceState",
-        "OperationStateEnum": "devices.models.OperationState",
-    },
+    # Each app names its own choice sets (portal.api.name_enums, from its AppConfig.ready).
+    "ENUM_NAME_OVERRIDES": {},
     # Served from static/ (drf-spectacular-sidecar): the docs work offline.
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
-    # No badge fetched from the public validator service.
-    "SWAGGER_UI_SETTINGS": {"deepLinking": True, "validatorUrl": None},
+    # No badge fetched from the public validator service. No deep links: Swagger UI puts
+    # them inside each operation's toggle button, a link within a button (axe:
+    # nested-interactive), which keyboard and screen-reader users cannot reach.
+    "SWAGGER_UI_SETTINGS": {"deepLinking": False, "validatorUrl": None},
 }
 
 # --- Fleetgate
 DEVICES_PAGE_SIZES = (25, 50, 100, 200)
 
-# Operations (provision, deprovision, …): see devices/operations.py.
+# Operations (provision, deprovision, …): see the devices.operations package.
 OPERATIONS = {
     # Operations sent to one gateway and not yet answered; the rest wait their turn, so
     # one big batch cannot swamp a gateway's local link.
@@ -320,10 +323,16 @@ FIELD_ENCRYPTION_KEYS = env_list("FIELD_ENCRYPTION_KEYS", "") or [derived_key(SE
 
 # Live widgets: the pub/sub layer fans out ~13x faster than the core layer and never
 # silently drops at a capacity limit; at-most-once is fine because pages resync.
+# Redis pub/sub channels are global to the server, not per database: the prefix carries
+# the database number, so two portals sharing a Redis (a demo and a test run) never see
+# each other's live pushes, which name organizations and devices by id.
 CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
-        "CONFIG": {"hosts": [REDIS_URL]},
+        "CONFIG": {
+            "hosts": [REDIS_URL],
+            "prefix": f"fleetgate{urlparse(REDIS_URL).path.strip('/') or '0'}",
+        },
     }
 }
 

@@ -11,7 +11,7 @@ from django.core.exceptions import PermissionDenied
 from django.db import models
 from django.shortcuts import render
 
-from portal import permissions
+from portal import navigation, permissions
 
 SESSION_KEY = "fleetgate_organization_id"
 
@@ -93,6 +93,8 @@ def organization_context(request):
         "current_membership": request.membership,
         "user_memberships": request.all_memberships,
         "can": permissions.capabilities(roles),
+        "why": permissions.refusals(roles),
+        "nav_links": navigation.links(roles, request.path),
     }
 
 
@@ -106,8 +108,9 @@ class OrganizationRequiredMixin(LoginRequiredMixin):
             return self.handle_no_permission()
         if request.membership is None:
             return render(request, "portal/no_organization.html", status=403)
-        if not permissions.allows(self.required_rule, self.roles):
-            raise PermissionDenied(f"Your role groups do not allow this ({self.required_rule}).")
+        decision = permissions.decide(self.required_rule, self.roles)
+        if not decision:
+            raise PermissionDenied(f"Your role groups do not allow this: it {decision.reason}.")
         return super().dispatch(request, *args, **kwargs)
 
     @property

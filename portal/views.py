@@ -20,11 +20,7 @@ class DashboardView(tenancy.OrganizationRequiredMixin, TemplateView):
         context = super().get_context_data(**kwargs)
         layout = DashboardLayout.objects.filter(user=self.request.user).first()
         saved = layout.layout if layout else {}
-        available = widgets.visible_widgets(self.roles)
-        order = {key: i for i, key in enumerate(saved.get("order", []))}
-        available.sort(key=lambda w: (order.get(w.key, len(order) + w.order), w.key))
-        collapsed = set(saved.get("collapsed", []))
-        context["widgets"] = [(w, w.key in collapsed) for w in available]
+        context["cards"] = widgets.arrange(widgets.visible_widgets(self.roles), saved)
         # Invitations to other organizations wait for the user's answer (portal.membership).
         context["open_invitations"] = Invitation.objects.for_invitee(self.request.user).count()
         return context

@@ -5,6 +5,7 @@ from datetime import timedelta
 
 from django.contrib.auth import get_user_model
 from django.utils import timezone
+from rest_framework.test import APIClient
 
 from devices.choices import Protocol
 from devices.models import Device, DeviceGroup, DeviceType, Gateway
@@ -144,15 +145,9 @@ def make_license(organization, seats=10, *, valid_from=None, valid_until=None):
         },
     )
     claims = signing.verify(data, DEMO_PUBLIC_KEY, organization=organization.slug, today=valid_from)
-    return License.objects.create(
-        organization=organization,
-        license_id=claims.license_id,
-        capacity=claims.capacity,
-        valid_from=claims.valid_from,
-        valid_until=claims.valid_until,
-        issued_at=claims.issued_at,
-        raw=data.decode(),
-    )
+    row = License.from_claims(organization, claims, data.decode())
+    row.save()
+    return row
 
 
 def make_firmware_image(organization, version="1.2.0", *, device_type=None, payload=None, **form):
@@ -210,3 +205,10 @@ def make_token(user, **kwargs) -> str:
     token.last_used_at = timezone.now()
     token.save(update_fields=["last_used_at"])
     return key
+
+
+def api_client(user):
+    """A REST client that authenticates as ``user`` with a fresh API token."""
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {make_token(user)}")
+    return client

@@ -16,8 +16,10 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from devices.choices import DeviceState as S
-from devices.models import BulkOperation, Device, DeviceGroup, Operation, OperationState
-from enrollment.models import EnrollmentRecord, EnrollmentStatus
+from devices.choices import OperationState
+from devices.models import BulkOperation, Device, DeviceGroup, Operation
+from enrollment.choices import EnrollmentStatus
+from enrollment.models import EnrollmentRecord
 from firmware.formats import fgfw_image
 from firmware.models import FirmwareImage
 from licensing import signing

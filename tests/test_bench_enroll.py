@@ -13,7 +13,8 @@ from django.core.management import call_command
 
 from devices.choices import DeviceState
 from devices.models import Device
-from enrollment.models import EnrollmentBatch, EnrollmentRecord, EnrollmentStatus
+from enrollment.choices import EnrollmentStatus
+from enrollment.models import EnrollmentBatch, EnrollmentRecord
 from portal.models import Organization
 
 pytestmark = [pytest.mark.services, pytest.mark.django_db(transaction=True)]

@@ -1,17 +1,14 @@
 """The bridge against the real Mosquitto and Redis: messages in, rows and live updates out."""
 
-import threading
 import time
 import uuid
 
-import paho.mqtt.client as mqtt
 import pytest
 
-from devices.bridge import Bridge
 from devices.choices import DeviceState
 from devices.models import Device, DeviceEvent, Gateway
 from gateway.protocol import Message, MsgType, encode, new_id, now_ms, topic
-from tests.factories import make_device, make_device_type, make_gateway, make_organization
+from tests.factories import make_device, make_device_type, make_gateway
 
 pytestmark = [pytest.mark.services, pytest.mark.django_db(transaction=True)]
 
@@ -25,30 +22,6 @@ def wait_for(predicate, timeout=10.0, interval=0.05):
             return True
         time.sleep(interval)
     return False
-
-
-@pytest.fixture
-def publisher():
-    client = mqtt.Client(
-        callback_api_version=mqtt.CallbackAPIVersion.VERSION2, client_id=f"test-{uuid.uuid4().hex}"
-    )
-    client.connect("127.0.0.1", 1883)
-    client.loop_start()
-    yield client
-    client.loop_stop()
-    client.disconnect()
-
-
-@pytest.fixture
-def bridge():
-    bridge = Bridge(client_id=f"test-bridge-{uuid.uuid4().hex}", batch_window=0.02)
-    thread = threading.Thread(target=bridge.run, daemon=True)
-    thread.start()
-    assert bridge.connected.wait(10), "the bridge did not connect to Mosquitto"
-    time.sleep(0.2)  # the SUBSCRIBE is in flight right after CONNACK
-    yield bridge
-    bridge.stop()
-    thread.join(10)
 
 
 def send(publisher, uid, msg_type, body, secret=SECRET, **envelope):
@@ -66,11 +39,6 @@ def hello(session="0" * 32):
         "kinds": ["provision"],
         "link": "ok",
     }
-
-
-@pytest.fixture
-def org():
-    return make_organization()
 
 
 @pytest.fixture

@@ -33,9 +33,9 @@ from django.db import transaction
 
 from devices import ingest, jobs, operations
 from devices.bridge import Bridge
-from devices.choices import DeviceState
+from devices.choices import DeviceState, OperationState
 from devices.lifecycle import Action
-from devices.models import Device, DeviceEvent, Gateway, Operation, OperationState
+from devices.models import Device, DeviceEvent, Gateway, Operation
 from gateway.agent import Agent
 from gateway.config import AgentConfig
 from tests.factories import make_gateway, make_license, make_member, make_organization

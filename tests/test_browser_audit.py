@@ -10,14 +10,9 @@ import pytest
 from devices.models import BulkOperation
 from portal import audit
 from portal.choices import Role
+from tests.browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, TIMEOUT_MS
 from tests.factories import PASSWORD, make_device, make_gateway, make_member, make_organization
-from tests.test_browser_dashboard import (
-    ARTIFACTS,
-    CHROMIUM,
-    CHROMIUM_ARGS,
-    TIMEOUT_MS,
-    OneRequestAtATime,
-)
+from tests.test_browser_dashboard import OneRequestAtATime
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 

@@ -4,14 +4,15 @@ Every step waits for what the user would see (Playwright's auto-waiting ``expect
 never for a fixed time, and nothing is retried: a flaky run is a bug to fix.
 """
 
+import re
 import threading
-from pathlib import Path
 
 import pytest
 
 from devices.models import DeviceGroup
 from portal.choices import Role
 from portal.models import DashboardLayout
+from tests.browser import ARTIFACTS, TIMEOUT_MS, chromium_page
 from tests.factories import (
     PASSWORD,
     make_device,
@@ -25,18 +26,6 @@ pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 playwright_sync = pytest.importorskip("playwright.sync_api")
 expect = playwright_sync.expect
-
-ARTIFACTS = Path(__file__).resolve().parent.parent / "artifacts"
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-TIMEOUT_MS = 15_000  # generous for a loaded CI machine; a healthy run takes a fraction
 
 
 @pytest.fixture
@@ -92,28 +81,10 @@ def db_lock(live_server):
 
 @pytest.fixture
 def page(live_server, db_lock, monkeypatch):
-    """A logged-out Chromium page on the live server.
-
-    Playwright's sync API runs an event loop in this thread; Django refuses database
-    calls from such a thread unless told it is safe. It is here: the test's own queries
-    and the server's requests take turns through ``db_lock``.
-    """
-    if not Path(CHROMIUM).exists():
-        pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium)")
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-    with playwright_sync.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
-        )
-        context = browser.new_context(viewport={"width": 1440, "height": 1000})
-        context.set_default_timeout(TIMEOUT_MS)
-        page = context.new_page()
-        page.errors = []
-        page.on("pageerror", lambda error: page.errors.append(str(error)))
-        try:
-            yield page
-        finally:
-            browser.close()
+    """A logged-out Chromium page on the live server; the test's own queries and the
+    server's requests take turns through ``db_lock``."""
+    with chromium_page(monkeypatch) as page:
+        yield page
 
 
 def log_in(page, live_server, username):
@@ -186,6 +157,8 @@ def test_collapse_and_rearrange_are_remembered(page, live_server, db_lock, inven
     with page.expect_response("**/dashboard/layout/") as saved:
         groups_card.get_by_role("button", name="Move Groups earlier").click()
     assert saved.value.ok
+    # dashboard.js re-packs at once: alone before a wide card, it takes the whole row.
+    expect(groups_card).to_have_class(re.compile(r"\bis-stretched\b"), timeout=TIMEOUT_MS)
 
     with db_lock:
         layout = DashboardLayout.objects.get(user=inventory["user"]).layout
@@ -195,7 +168,9 @@ def test_collapse_and_rearrange_are_remembered(page, live_server, db_lock, inven
     page.reload()
     keys = page.locator("#dashboard > .widget")
     expect(keys.first).to_have_attribute("data-widget", "groups", timeout=TIMEOUT_MS)
-    expect(groups_card).to_have_class("widget card is-collapsed", timeout=TIMEOUT_MS)
+    expect(groups_card).to_have_class(re.compile(r"\bis-collapsed\b"), timeout=TIMEOUT_MS)
+    # Moved first, before the wide Devices card, the half-width card takes the whole row.
+    expect(groups_card).to_have_class(re.compile(r"\bis-stretched\b"), timeout=TIMEOUT_MS)
     # A collapsed card loads its body only when opened.
     expect(page.locator("#groups-widget")).to_have_count(0)
     groups_card.get_by_role("button", name="Show or hide Groups").click()

@@ -6,10 +6,9 @@ import pytest
 
 from firmware.formats import fgfw_image
 from firmware.models import FirmwareImage
+from tests.browser import ARTIFACTS, TIMEOUT_MS
 from tests.factories import make_device_type
 from tests.test_browser_dashboard import (  # noqa: F401  (fixtures)
-    ARTIFACTS,
-    TIMEOUT_MS,
     db_lock,
     inventory,
     log_in,

@@ -7,24 +7,22 @@ file, so it can be killed and started again like a deployed portal.
 """
 
 import os
+import re
 import signal
 import socket
 import subprocess
 import sys
-import threading
-import time
 import uuid
 from pathlib import Path
 
-import paho.mqtt.client as mqtt
 import pytest
 from django.db import connection
 
-from devices.bridge import Bridge
 from devices.choices import DeviceState
 from devices.models import Device
 from gateway.protocol import MsgType
 from portal.choices import Role
+from tests.browser import ARTIFACTS, TIMEOUT_MS, chromium_page
 from tests.factories import (
     PASSWORD,
     make_device,
@@ -34,7 +32,6 @@ from tests.factories import (
     make_organization,
 )
 from tests.test_bridge import SECRET, send, wait_for
-from tests.test_browser_dashboard import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, TIMEOUT_MS
 
 pytestmark = [pytest.mark.browser, pytest.mark.services, pytest.mark.django_db(transaction=True)]
 
@@ -104,47 +101,9 @@ def portal():
 
 
 @pytest.fixture
-def bridge():
-    bridge = Bridge(client_id=f"test-bridge-{uuid.uuid4().hex}", batch_window=0.02)
-    thread = threading.Thread(target=bridge.run, daemon=True)
-    thread.start()
-    assert bridge.connected.wait(10), "the bridge did not connect to Mosquitto"
-    time.sleep(0.2)  # the SUBSCRIBE is in flight right after CONNACK
-    yield bridge
-    bridge.stop()
-    thread.join(10)
-
-
-@pytest.fixture
-def publisher():
-    client = mqtt.Client(
-        callback_api_version=mqtt.CallbackAPIVersion.VERSION2, client_id=f"test-{uuid.uuid4().hex}"
-    )
-    client.connect("127.0.0.1", 1883)
-    client.loop_start()
-    yield client
-    client.loop_stop()
-    client.disconnect()
-
-
-@pytest.fixture
 def page(monkeypatch):
-    if not Path(CHROMIUM).exists():
-        pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium)")
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")  # Playwright's loop, our queries
-    with playwright_sync.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
-        )
-        context = browser.new_context(viewport={"width": 1440, "height": 1000})
-        context.set_default_timeout(TIMEOUT_MS)
-        page = context.new_page()
-        page.errors = []
-        page.on("pageerror", lambda error: page.errors.append(str(error)))
-        try:
-            yield page
-        finally:
-            browser.close()
+    with chromium_page(monkeypatch) as page:
+        yield page
 
 
 @pytest.fixture
@@ -214,3 +173,34 @@ def test_the_page_reconnects_after_a_restart_and_catches_up(page, portal, bridge
     expect(state_cell(page, first)).to_have_text("Discovered")
     assert page.evaluate("window.__sameDocument") is True
     assert page.errors == []
+
+
+def test_the_device_page_follows_its_device_live(page, portal, bridge, publisher, site):
+    """Issue 9, point 4: the device page's state (and what it offers) change live."""
+    first = site["devices"][0]
+    open_dashboard(page, portal)
+    page.goto(f"{portal.url}/devices/{first.pk}/")
+    expect(page.locator("#live-indicator")).to_have_attribute("data-state", "live")
+    page.evaluate("window.__sameDocument = true")
+    expect(state_cell(page, first)).to_have_text("Unenrolled")
+    page.get_by_role("button", name="Actions").click()
+    provision = page.get_by_role("menuitem", name=re.compile(r"^Provision…"))
+    expect(provision).to_have_attribute("aria-disabled", "true")  # not while unenrolled
+    page.keyboard.press("Escape")
+
+    send(
+        publisher,
+        site["gateway"].uid,
+        MsgType.DISCOVERY,
+        {"devices": [{"serial": first.serial_number}]},
+    )
+    expect(state_cell(page, first)).to_have_text("Discovered")
+    # The rest of the page follows: its details, and provisioning is offered now.
+    expect(page.locator("#device-details")).to_contain_text("Discovered since")
+    page.get_by_role("button", name="Actions").click()
+    expect(provision).not_to_have_attribute("aria-disabled", "true")
+    # The re-rendered page still says it is live (the socket never closed).
+    expect(page.locator("#live-indicator")).to_have_attribute("data-state", "live")
+    assert page.evaluate("window.__sameDocument") is True
+    assert page.errors == []
+    page.screenshot(path=str(ARTIFACTS / "device-page-live.png"), full_page=True)

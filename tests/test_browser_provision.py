@@ -7,10 +7,10 @@ import pytest
 from devices.choices import DeviceState as S
 from devices.models import BulkOperation, Device
 from tests import processes
+from tests.browser import ARTIFACTS, TIMEOUT_MS
 from tests.factories import PASSWORD
-from tests.test_browser_dashboard import ARTIFACTS, TIMEOUT_MS
 from tests.test_browser_live import Portal, page  # noqa: F401  (fixture)
-from tests.test_provisioning_e2e import bridge, gateways, site, worker  # noqa: F401  (fixtures)
+from tests.test_provisioning_e2e import gateways, site, worker  # noqa: F401  (fixtures)
 
 pytestmark = [pytest.mark.browser, pytest.mark.services, pytest.mark.django_db(transaction=True)]
 

@@ -9,15 +9,12 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from devices.choices import DeviceState
-from portal.choices import Role
 from tests.factories import (
     make_device,
     make_device_type,
     make_devices,
     make_gateway,
     make_group,
-    make_member,
-    make_organization,
 )
 
 pytestmark = pytest.mark.django_db
@@ -32,16 +29,6 @@ def serials(response):
     return re.findall(
         r'<th scope="row" class="col-serial"><a [^>]*>([^<]+)</a>', response.content.decode()
     )
-
-
-@pytest.fixture
-def org():
-    return make_organization("Acme")
-
-
-@pytest.fixture
-def other_org():
-    return make_organization("Rival")
 
 
 @pytest.fixture
@@ -93,16 +80,6 @@ def inventory(org, other_org):
     }
 
 
-@pytest.fixture
-def viewer(org):
-    return make_member(org)  # a member with no role group may look, not change
-
-
-@pytest.fixture
-def manager(org):
-    return make_member(org, [Role.DEVICE_MANAGER])
-
-
 # --- rendering ------------------------------------------------------------------------
 
 
@@ -118,7 +95,7 @@ def test_full_page_lists_only_this_organizations_devices(login, viewer, inventor
     assert "<html" in body and 'id="devices-filter"' in body
     assert serials(response) == ["A-100", "B-200", "C-300", "D-400"]
     assert "A-999" not in body and "Boiler spy" not in body and "Elsewhere" not in body
-    assert 'id="widget-devices-count">4<' in body
+    assert re.search(r'id="widget-devices-count" title="4 devices">4<', body)
     assert "HX-Request" in response["Vary"]
 
 
@@ -127,7 +104,7 @@ def test_htmx_load_renders_the_widget_with_its_count_out_of_band(login, viewer, 
     body = response.content.decode()
     assert "<html" not in body
     assert 'id="devices-widget"' in body and 'id="devices-filter"' in body
-    assert 'id="widget-devices-count" hx-swap-oob="true">4<' in body
+    assert 'id="widget-devices-count" hx-swap-oob="true" title="4 devices">4<' in body
 
 
 def test_htmx_results_swap_renders_only_the_results(login, viewer, inventory):
@@ -135,7 +112,7 @@ def test_htmx_results_swap_renders_only_the_results(login, viewer, inventory):
     body = response.content.decode()
     assert 'id="devices-results"' in body and 'id="devices-filter"' not in body
     assert serials(response) == ["B-200"]
-    assert 'hx-swap-oob="true">1<' in body
+    assert 'hx-swap-oob="true" title="1 device match the filters">1<' in body
 
 
 def test_history_restore_gets_the_whole_page(login, viewer, inventory):
@@ -163,11 +140,18 @@ def test_rows_carry_ids_state_badges_and_actions(login, manager, inventory):
     assert not [item for item in items if re.search(r"image|replace|remove$", item, re.I)]
 
 
-def test_viewer_gets_no_selection_or_group_actions(login, viewer, inventory):
+def test_viewer_sees_actions_refused_with_the_reason(login, viewer, inventory):
+    """Point 5 of issue 9: refused actions are shown disabled with why, not hidden."""
     body = login(viewer).get(URL).content.decode()
     assert "Open device page" in body
     assert "data-select-all" not in body and 'class="device-check"' not in body
-    assert "Add to group…" not in body and "devices-bulk-actions" not in body
+    # Nothing the viewer can start: every action button is refused, none opens a dialog.
+    assert 'hx-get="/devices/actions/' not in body and "group-add" not in body
+    refused = re.findall(r'aria-disabled="true" data-refusal="([^"]+)"', body)
+    assert "Add to group…: needs Administrator or Device Manager." in refused
+    assert "Provision…: needs Administrator or Device Manager." in refused
+    assert "Delete (unenroll)…: needs Administrator, or Device Manager and IoT Manager." in refused
+    assert 'id="devices-bulk-actions" aria-disabled="true"' in body
 
 
 # --- search, filters, sort, pages -------------------------------------------------------
@@ -358,7 +342,9 @@ def test_device_page_shows_identity_type_gateway_groups_and_state(login, viewer,
     body = response.content.decode()
     for text in ("B-200", "Lobby lamp", "AA:BB:CC:00:00:02", "Lamp", "South", "Lobby", "Failed"):
         assert text in body
-    assert "Add to group…" not in body  # a viewer cannot change groups
+    # A viewer cannot change groups: the buttons are there, refused with the reason.
+    assert "Add to group…: needs Administrator or Device Manager." in body
+    assert reverse("devices:group-add-devices") not in body
 
 
 def test_device_page_of_another_organization_or_unknown_is_404(login, viewer, inventory):
@@ -369,12 +355,16 @@ def test_device_page_of_another_organization_or_unknown_is_404(login, viewer, in
 
 def test_device_page_offers_group_changes_to_managers(login, manager, inventory):
     body = login(manager).get(reverse("devices:detail", args=[inventory["b"].pk])).content.decode()
-    assert "Add to group…" in body and "Remove<span" in body
+    add = reverse("devices:group-add-devices")
+    remove = reverse("devices:group-remove-devices")
+    assert f'hx-get="{add}?device={inventory["b"].pk}"' in body
+    assert ">Remove from Lobby…</button>" in body and f"{remove}?device=" in body
 
 
 def test_links_keep_filters_whose_id_is_1(rf):
     """Only ``page=1`` is implied; a type, gateway or group with pk 1 must stay in links."""
-    from devices.filters import DeviceFilter, Facets
+    from devices.filters import DeviceFilterSet, Facets
+    from devices.models import Device
 
     class Row:
         def __init__(self, pk, name):
@@ -382,6 +372,12 @@ def test_links_keep_filters_whose_id_is_1(rf):
 
     facets = Facets(types=[Row(1, "Lamp")], gateways=[Row(1, "North")], groups=[Row(1, "Lobby")])
     request = rf.get("/devices/", {"type": 1, "gateway": 1, "group": 1, "page": 4})
-    devices_filter = DeviceFilter(request.GET, facets, (25, 50), base_url="/devices/")
+    devices_filter = DeviceFilterSet(
+        request.GET,
+        Device.objects.none(),
+        rows=facets.rows(),
+        page_sizes=(25, 50),
+        base_url="/devices/",
+    )
     assert devices_filter.url(page=1) == "/devices/?type=1&gateway=1&group=1"
     assert devices_filter.url(page=2) == "/devices/?type=1&gateway=1&group=1&page=2"

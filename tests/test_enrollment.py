@@ -5,15 +5,19 @@ import json
 
 import pytest
 from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
+from django.utils import timezone
 
-from devices import operations, unenrollment
+from devices import operations
 from devices.choices import DeviceState as S
+from devices.choices import OperationState
 from devices.ingest import GatewayRef
 from devices.lifecycle import Action
-from devices.models import Device, Operation, OperationState
+from devices.models import Device, Operation
 from enrollment import services
-from enrollment.models import EnrollmentRecord, EnrollmentStatus
+from enrollment.choices import EnrollmentStatus
+from enrollment.models import EnrollmentRecord
 from licensing import capacity
 from licensing.capacity import CapacityExceeded
 from portal import permissions
@@ -29,11 +33,6 @@ from tests.test_isolation import COMBINATIONS, _combo_id
 from tests.test_operations import answer, send_all
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def org():
-    return make_organization()
 
 
 @pytest.fixture
@@ -121,6 +120,48 @@ def test_outcomes_reach_the_records_and_failures_can_be_retried(org, admin, gate
     assert failed.status == EnrollmentStatus.DONE and failed.reason == ""
 
 
+def test_failures_with_a_reason_each_cost_the_same_queries_for_5_or_40_devices(
+    org, admin, gateway, device_type
+):
+    """Each device fails for its own reason; the batch's queries do not grow with them.
+
+    The bridge hands over a batch of results; its operations, devices, bulk counters and
+    enrollment records are each written with one statement, however many reasons.
+    """
+    make_license(org, seats=100)
+
+    def fail_each_differently(n, prefix):
+        _records, bulk = enroll(org, admin, gateway, device_type, n=n, prefix=prefix)
+        send_all([gateway])
+        ops = list(Operation.objects.filter(bulk=bulk))
+        batch = [
+            (
+                GatewayRef(gateway.id, gateway.uid, org.pk, gateway.secret),
+                [
+                    {"op": op.wire_id, "ok": False, "code": "rejected", "reason": f"bad key {i}"}
+                    for i, op in enumerate(ops)
+                ],
+            )
+        ]
+        with CaptureQueriesContext(connection) as queries:
+            operations.complete(batch, timezone.now())
+        return len(queries)
+
+    few, many = fail_each_differently(5, "FEW"), fail_each_differently(40, "MANY")
+    assert few == many
+    reasons = dict(
+        EnrollmentRecord.objects.filter(serial_number__startswith="MANY").values_list(
+            "serial_number", "reason"
+        )
+    )
+    assert len(set(reasons.values())) == 40 and reasons["MANY-0007"] == "bad key 7"
+    failed = Operation.objects.filter(
+        state=OperationState.FAILED, device__serial_number="MANY-0007"
+    )
+    assert failed.get().error == "bad key 7"
+    assert Device.objects.get(serial_number="MANY-0007").state == S.FAILED
+
+
 def test_over_capacity_nothing_is_sent(org, admin, gateway, device_type):
     make_license(org, seats=2)
     records = services.create(org, admin, rows(gateway, device_type, 3))
@@ -176,7 +217,7 @@ def test_app_only_enrollment_is_done_at_once_and_takes_a_seat(org, admin, device
 def test_deleting_sends_the_unenrollment_and_the_ack_unenrolls(org, admin, gateway):
     device = make_device(org, gateway=gateway, state=S.PROVISIONED)
     make_license(org, seats=1)
-    assert unenrollment.delete_devices(org, admin, Device.objects.filter(pk=device.pk), "one") == 1
+    assert operations.delete_devices(org, admin, Device.objects.filter(pk=device.pk), "one") == 1
     device.refresh_from_db()
     assert device.state == S.UNENROLL_PENDING and capacity.usage(org).used == 0
     [item] = operations.command_items(operations.claim_for_dispatch(gateway.id))
@@ -195,13 +236,13 @@ def test_deleting_sends_the_unenrollment_and_the_ack_unenrolls(org, admin, gatew
 
 def test_a_hello_resends_unenrollments_that_gave_up(org, admin, gateway):
     device = make_device(org, gateway=gateway, state=S.PROVISIONED)
-    unenrollment.delete_devices(org, admin, Device.objects.filter(pk=device.pk), "one")
+    operations.delete_devices(org, admin, Device.objects.filter(pk=device.pk), "one")
     op = Operation.objects.get()
     operations.cancel(op.bulk, admin)  # say: it expired while the gateway was away
     ref = GatewayRef(gateway.id, gateway.uid, org.id, gateway.secret)
-    unenrollment.gateways_back([ref], None)
+    operations.gateways_back([ref], None)
     assert Operation.objects.filter(kind=Action.UNENROLL, state=OperationState.QUEUED).count() == 1
-    unenrollment.gateways_back([ref], None)  # one open unenrollment is enough
+    operations.gateways_back([ref], None)  # one open unenrollment is enough
     assert Operation.objects.filter(kind=Action.UNENROLL).count() == 2
 
 

@@ -12,18 +12,19 @@ from rest_framework.test import APIClient
 from devices.choices import DeviceState as S
 from devices.models import Device
 from enrollment import services
-from enrollment.models import EnrollmentRecord, EnrollmentStatus
+from enrollment.choices import EnrollmentStatus
+from enrollment.models import EnrollmentRecord
 from portal import permissions
 from portal.choices import Role
 from portal.models import AuditEntry
 from tests.factories import (
+    api_client,
     make_device,
     make_device_type,
     make_gateway,
     make_license,
     make_member,
     make_organization,
-    make_token,
 )
 from tests.test_enrollment_qr import bomb_png, gps_jpeg, label_photo, noisy_background, qr_photo
 from tests.test_isolation import COMBINATIONS, _combo_id
@@ -36,12 +37,6 @@ DECODE = reverse("api:enrollment-decode-qr")
 NEARBY = reverse("api:nearby-list")
 KEY = "Very-Secret-Key-7731"
 ENROLLERS = [Role.ADMINISTRATOR], [Role.DEVICE_MANAGER, Role.IOT_MANAGER]
-
-
-def api_client(user):
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Token {make_token(user)}")
-    return client
 
 
 def photo_url(record):

@@ -14,7 +14,8 @@ from django.urls import reverse
 from devices.choices import DeviceState
 from devices.models import Device, Operation
 from enrollment import batch, services
-from enrollment.models import EnrollmentBatch, EnrollmentRecord, EnrollmentStatus
+from enrollment.choices import EnrollmentStatus
+from enrollment.models import EnrollmentBatch, EnrollmentRecord
 from portal.choices import Role
 from tests.factories import (
     make_device,
@@ -26,11 +27,6 @@ from tests.factories import (
 )
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def org():
-    return make_organization()
 
 
 @pytest.fixture
@@ -349,7 +345,7 @@ def test_preview_then_commit_then_errors_csv(org, sensor, gateway, admin_client)
 
 
 def batch_views_key():
-    from enrollment.batch_views import SESSION_KEY
+    from enrollment.views.batch import SESSION_KEY
 
     return SESSION_KEY
 

@@ -13,11 +13,12 @@ import uuid
 
 import pytest
 
-from devices import unenrollment
+from devices import operations
 from devices.choices import DeviceState as S
 from devices.models import Device, Gateway
 from enrollment import services
-from enrollment.models import EnrollmentRecord, EnrollmentStatus
+from enrollment.choices import EnrollmentStatus
+from enrollment.models import EnrollmentRecord
 from gateway.drivers.simulated import NS, access_key, serial_number
 from gateway.store import Store
 from licensing import capacity
@@ -29,7 +30,7 @@ from tests.factories import (
     make_organization,
 )
 from tests.test_bridge import wait_for
-from tests.test_provisioning_e2e import ROOT, bridge, worker  # noqa: F401 (fixtures)
+from tests.test_provisioning_e2e import ROOT, worker  # noqa: F401 (fixtures)
 
 pytestmark = [pytest.mark.services, pytest.mark.django_db(transaction=True)]
 
@@ -122,7 +123,7 @@ def test_enroll_delete_while_away_unenroll_on_hello_and_enroll_again(site):
     assert simulator.device(serial)["state"] == "provisioned"
     assert wait_for(lambda: not Gateway.objects.get(pk=gateway.pk).is_online, 30)
 
-    unenrollment.delete_devices(org, user, Device.objects.filter(pk=device.pk), "one device")
+    operations.delete_devices(org, user, Device.objects.filter(pk=device.pk), "one device")
     device.refresh_from_db()
     assert device.state == S.UNENROLL_PENDING and capacity.usage(org).used == 0
 

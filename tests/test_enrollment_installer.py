@@ -11,8 +11,9 @@ from PIL import ExifTags, Image
 from devices.choices import DeviceState as S
 from devices.models import Device
 from enrollment import qr, services
-from enrollment.installer_views import DRAFT_KEY
-from enrollment.models import EnrollmentBatch, EnrollmentRecord, EnrollmentStatus
+from enrollment.choices import EnrollmentStatus
+from enrollment.models import EnrollmentBatch, EnrollmentRecord
+from enrollment.views.installer import DRAFT_KEY
 from portal import permissions
 from portal.choices import Role
 from portal.models import AuditEntry

@@ -17,8 +17,6 @@ from tests.factories import (
     make_device,
     make_device_type,
     make_gateway,
-    make_member,
-    make_organization,
 )
 
 pytestmark = pytest.mark.django_db
@@ -61,21 +59,6 @@ def event_ids(response):
 def older_url(response):
     match = re.search(r'id="events-older" href="([^"]+)"(?![^>]*hidden)', response.content.decode())
     return match.group(1).replace("&amp;", "&") if match else None
-
-
-@pytest.fixture
-def org():
-    return make_organization("Acme")
-
-
-@pytest.fixture
-def other_org():
-    return make_organization("Rival")
-
-
-@pytest.fixture
-def viewer(org):
-    return make_member(org)  # any member may watch the events
 
 
 @pytest.fixture
@@ -200,7 +183,7 @@ def test_a_prefix_most_devices_share_gives_the_same_events(login, viewer, world,
     """Past SERIAL_DEVICE_IDS matching devices the search walks the newest events instead."""
     client = login(viewer)
     by_list = event_ids(client.get(URL, {"serial": "b"}))
-    monkeypatch.setattr("devices.views.events.SERIAL_DEVICE_IDS", 0)
+    monkeypatch.setattr("devices.filters.SERIAL_DEVICE_IDS", 0)
     with CaptureQueriesContext(connection) as queries:
         by_walk = event_ids(client.get(URL, {"serial": "b"}))
     assert by_walk == by_list == [world["ids"]["boiler"]]

@@ -6,7 +6,6 @@ import io
 import pytest
 from django.core.files.storage import storages
 from django.urls import reverse
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from firmware import tokens
@@ -14,6 +13,9 @@ from firmware.formats import fgfw_image
 from firmware.models import FirmwareImage
 from portal.choices import AuditOutcome, Role
 from portal.models import AuditEntry
+from tests.factories import (
+    api_client as api,
+)
 from tests.factories import (
     make_device_type,
     make_firmware_image,
@@ -34,13 +36,6 @@ def org():
 @pytest.fixture
 def sensor():
     return make_device_type("Room sensor", image_extensions=[".fgfw"])
-
-
-def api(user):
-    client = APIClient()
-    token, _ = Token.objects.get_or_create(user=user)
-    client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
-    return client
 
 
 @pytest.fixture

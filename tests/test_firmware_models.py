@@ -10,8 +10,9 @@ from django.core.management import call_command
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from bench import firmware_demo as demo
 from devices.models import Operation
-from firmware import demo, formats
+from firmware import formats
 from firmware.choices import ROLLOUT_TRANSITIONS, LoadPhase, RolloutState
 from firmware.models import FirmwareImage, ImageLoad, Rollout
 from gateway.drivers.simulated import OPTIONS as SIMULATED

@@ -152,6 +152,7 @@ VIEWS = [
     ("enrollment:installer-result", "enroll", lambda o: [o["record"].pk]),
     ("enrollment:installer-status", "enroll", lambda o: [o["record"].pk]),
     ("devices:delete", "enroll", lambda o: [o["device"].pk]),
+    ("devices:edit", "device_actions", lambda o: [o["device"].pk]),
     ("member-edit", "manage_members", lambda o: [o["membership"].pk]),
     ("member-remove", "manage_members", lambda o: [o["membership"].pk]),
     ("firmware:widget", "view", None),

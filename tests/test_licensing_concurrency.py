@@ -61,15 +61,9 @@ def make_license(organization, seats):
         },
     )
     claims = signing.verify(data, DEMO_PUBLIC_KEY, organization=organization.slug)
-    return License.objects.create(
-        organization=organization,
-        license_id=claims.license_id,
-        capacity=claims.capacity,
-        valid_from=claims.valid_from,
-        valid_until=claims.valid_until,
-        issued_at=claims.issued_at,
-        raw=data.decode(),
-    )
+    row = License.from_claims(organization, claims, data.decode())
+    row.save()
+    return row
 
 
 def race(organization, batches):

@@ -329,11 +329,6 @@ def test_split_by_permission_of_nothing():
 
 
 @pytest.fixture
-def org():
-    return make_organization()
-
-
-@pytest.fixture
 def device_type():
     return make_device_type()
 
@@ -550,3 +545,16 @@ def test_lifecycle_state_machine(org, device_type):
         ),
     )
     assert connection.in_atomic_block  # everything ran inside the test's transaction
+
+
+def test_a_device_provisioned_elsewhere_may_be_reprovisioned_not_provisioned():
+    elsewhere = {"reported_state": "provisioned"}
+    assert lifecycle.reason_forbidden(DeviceState.DISCOVERED, Action.PROVISION, **elsewhere) == (
+        lifecycle.PROVISIONED_ELSEWHERE
+    )
+    assert (
+        lifecycle.reason_forbidden(DeviceState.DISCOVERED, Action.REPROVISION, **elsewhere) is None
+    )
+    assert lifecycle.reason_forbidden(DeviceState.DISCOVERED, Action.PROVISION) is None
+    # Once ours, what it reports no longer decides.
+    assert lifecycle.reason_forbidden(DeviceState.FAILED, Action.PROVISION, **elsewhere) is None

@@ -22,11 +22,6 @@ User = get_user_model()
 
 
 @pytest.fixture
-def org():
-    return make_organization("Acme")
-
-
-@pytest.fixture
 def other_org():
     return make_organization("Globex")
 

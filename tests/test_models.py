@@ -27,16 +27,6 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def org():
-    return make_organization()
-
-
-@pytest.fixture
-def other_org():
-    return make_organization()
-
-
-@pytest.fixture
 def device_type():
     return make_device_type()
 

@@ -8,8 +8,9 @@ from django.utils import timezone
 
 from devices import operations
 from devices.choices import DeviceState as S
+from devices.choices import OperationState
 from devices.ingest import GatewayRef
-from devices.models import BulkOperation, Device, Operation, OperationState
+from devices.models import BulkOperation, Device, Operation
 from portal.choices import Role
 from portal.models import AuditEntry
 from tests.factories import (
@@ -23,11 +24,6 @@ from tests.factories import (
 
 pytestmark = pytest.mark.django_db
 ACTION = reverse("devices:action")
-
-
-@pytest.fixture
-def org():
-    return make_organization()
 
 
 @pytest.fixture
@@ -147,7 +143,10 @@ def test_widget_detail_cancel_and_retry(org, online, manager, settings):
     widget = manager.get(
         reverse("devices:operations-widget"), HTTP_HX_REQUEST="true"
     ).content.decode()
-    assert f'id="bulk-{bulk.pk}"' in widget and "<progress" in widget
+    assert f'id="bulk-{bulk.pk}"' in widget and 'class="bulk-bar"' in widget
+    # The bar and its legend say failed in red, never a green bar (issue 9, point 3).
+    assert '<rect class="bulk-seg seg-failed" data-part="failed" x="0" y="0" width="2"' in widget
+    assert '<span class="bulk-failed">2</span> failed' in widget and "wrong key" in widget
     detail = manager.get(reverse("devices:operation-detail", args=[bulk.pk])).content.decode()
     assert "wrong key" in detail
 

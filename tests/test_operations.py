@@ -9,11 +9,12 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from devices import operations
+from devices import lifecycle, operations
 from devices.choices import DeviceState as S
+from devices.choices import OperationState
 from devices.ingest import GatewayRef
 from devices.lifecycle import Action
-from devices.models import BulkOperation, Device, Operation, OperationState
+from devices.models import BulkOperation, Device, Operation
 from gateway.codes import ResultCode
 from licensing.capacity import CapacityExceeded
 from portal.models import AuditEntry
@@ -22,15 +23,9 @@ from tests.factories import (
     make_gateway,
     make_license,
     make_member,
-    make_organization,
 )
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def org():
-    return make_organization()
 
 
 @pytest.fixture
@@ -288,7 +283,7 @@ def test_a_device_provisioned_elsewhere_is_pointed_to_reprovision(org, gateways)
     (stray,) = devices_of(org, gateways, 1, reported_state="provisioned")
     provision = operations.plan(org, Action.PROVISION, Device.objects.for_organization(org))
     assert provision.skipped == [
-        {"id": stray.pk, "serial": stray.serial_number, "reason": operations.PROVISIONED_ELSEWHERE}
+        {"id": stray.pk, "serial": stray.serial_number, "reason": lifecycle.PROVISIONED_ELSEWHERE}
     ]
     reprovision = operations.plan(org, Action.REPROVISION, Device.objects.for_organization(org))
     assert [r["id"] for r in reprovision.eligible] == [stray.pk]

@@ -8,8 +8,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
-import time
 import uuid
 from pathlib import Path
 
@@ -17,7 +15,6 @@ import django_rq
 import pytest
 
 from devices import operations
-from devices.bridge import Bridge
 from devices.choices import DeviceState as S
 from devices.lifecycle import LICENSED_STATES, Action
 from devices.models import BulkOperation, Device, Operation
@@ -42,18 +39,6 @@ def worker():
     process = processes.worker()
     yield process
     processes.stop(process)
-
-
-@pytest.fixture
-def bridge():
-    bridge = Bridge(client_id=f"test-bridge-{uuid.uuid4().hex}", batch_window=0.02)
-    thread = threading.Thread(target=bridge.run, daemon=True)
-    thread.start()
-    assert bridge.connected.wait(10)
-    time.sleep(0.2)  # the SUBSCRIBE is in flight right after CONNACK
-    yield bridge
-    bridge.stop()
-    thread.join(10)
 
 
 @pytest.fixture

@@ -38,8 +38,9 @@ from django.conf import settings as django_settings
 
 from devices import operations
 from devices.choices import DeviceState as S
+from devices.choices import OperationState
 from devices.lifecycle import LICENSED_STATES, Action
-from devices.models import Device, DeviceEvent, Gateway, Operation, OperationState
+from devices.models import Device, DeviceEvent, Gateway, Operation
 from gateway.drivers.simulated import NS as SIMULATED_NS
 from gateway.store import Store
 from licensing import capacity

@@ -1,5 +1,7 @@
-"""Start-up service checks: the real Redis and Mosquitto answer; a closed port gets one clear line."""
+"""Start-up service checks: the real Redis, Mosquitto and PostgreSQL answer through their own
+clients; a closed port gets one clear line; another program on the port is told apart."""
 
+import contextlib
 import io
 import socket
 import threading
@@ -33,19 +35,27 @@ def mute_listener():
 
 @pytest.fixture
 def fake_server():
-    """A one-connection server that answers whatever it is sent with ``reply``."""
+    """A server that answers whatever each connection sends first with ``reply``.
+
+    Every connection is served: the checks open a plain one first (is anything there?),
+    then let the service's client speak.
+    """
     servers = []
 
     def start(reply: bytes) -> int:
         sock = socket.socket()
         sock.bind(("127.0.0.1", 0))
-        sock.listen(1)
+        sock.listen(4)
 
         def serve():
-            conn, _ = sock.accept()
-            with conn:
-                conn.recv(4096)
-                conn.sendall(reply)
+            while True:
+                try:
+                    conn, _ = sock.accept()
+                except OSError:
+                    return  # closed at teardown
+                with conn:
+                    if conn.recv(4096):
+                        conn.sendall(reply)
 
         thread = threading.Thread(target=serve, daemon=True)
         thread.start()
@@ -54,8 +64,10 @@ def fake_server():
 
     yield start
     for sock, thread in servers:
-        thread.join(timeout=2)
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)  # wakes the accept()
         sock.close()
+        thread.join(timeout=2)
 
 
 def preflight(*args):
@@ -185,11 +197,24 @@ def test_a_silent_listener_times_out_quickly(check, url, mute_listener):
     assert "timed out" in status.message
 
 
-def test_postgres_check_wants_an_ssl_answer(fake_server):
+def test_postgres_check_notices_another_program_on_the_port(fake_server):
     port = fake_server(b"HTTP/1.1 400 Bad Request\r\n\r\n")
     status = services.check_postgres({**POSTGRES, "PORT": port})
     assert not status.ok
-    assert "answered b'HTTP" in status.message
+    assert f"PostgreSQL at 127.0.0.1:{port} did not answer as expected" in status.message
+    assert services.ELSEWHERE in status.message
+
+
+@pytest.mark.services
+def test_real_postgres_that_refuses_the_login_still_answers():
+    """The server is up (the portal's errors will name the login): OK, with what it said."""
+    status = services.check_postgres(
+        {**POSTGRES, "PORT": 5432, "NAME": "no_such_database_here", "USER": "postgres"}
+    )
+    if not status.ok and "not answering" in status.message:
+        pytest.skip("no PostgreSQL on 127.0.0.1:5432")
+    assert status.ok and "refused the login" in status.message
+    assert "no_such_database_here" in status.message
 
 
 def test_mqtt_refused_connect_names_the_reason(fake_server):
@@ -206,14 +231,5 @@ def test_redis_wrong_password_names_the_url(fake_server):
     )
     status = services.check_redis(f"redis://:nope@127.0.0.1:{port}/0")
     assert not status.ok
-    assert "WRONGPASS" in status.message
-    assert "REDIS_URL" in status.message
-
-
-def test_mqtt_connect_packet_encodes_long_remaining_lengths():
-    packet = services.mqtt_connect_packet("c" * 200, "user", "secret")
-    body_length = len(packet) - 3  # type byte + two length bytes
-    assert packet[0] == 0x10
-    assert packet[1:3] == bytes([body_length % 128 | 0x80, body_length // 128])
-    assert packet[3:10] == b"\x00\x04MQTT\x04"  # protocol name, level 4 (3.1.1)
-    assert packet[10] == 0x02 | 0x80 | 0x40  # clean session, user name, password
+    assert "login refused" in status.message
+    assert "put the right password in REDIS_URL" in status.message

@@ -1,6 +1,6 @@
 """Views of the devices app, split by widget."""
 
-from devices.views.devices import DeviceDetailView, DeviceListView
+from devices.views.devices import DeviceDetailView, DeviceEditView, DeviceListView
 from devices.views.events import EventListView, EventRateView
 from devices.views.gateways import (
     GatewayCreateView,
@@ -33,6 +33,7 @@ __all__ = [
     "OperationListView",
     "OperationRetryView",
     "DeviceDetailView",
+    "DeviceEditView",
     "DeviceListView",
     "EventListView",
     "EventRateView",

@@ -5,143 +5,49 @@ answer to the request that created or rotated it (never cached, never logged, ne
 in the list, which does not even load the column).
 """
 
-import secrets
-from urllib.parse import urlencode, urlsplit
-
-from django import forms
-from django.conf import settings
 from django.core.paginator import Paginator
-from django.db import IntegrityError, transaction
-from django.db.models import Count, OuterRef, Q, Subquery
-from django.db.models.functions import Coalesce
+from django.db import transaction
 from django.shortcuts import get_object_or_404
 from django.urls import reverse
-from django.utils import timezone
 from django.utils.cache import add_never_cache_headers
 from django.utils.decorators import method_decorator
 from django.views import View
 from django.views.decorators.debug import sensitive_variables
 
-from devices.models import Device, Gateway
-from devices.views.base import DialogView, render_varying, safe_next, wants_partial
-from gateway.config import AgentConfig
+from devices import agent_config
+from devices.filters import GatewayFilterSet
+from devices.forms import GatewayForm
+from devices.models import Gateway
 from portal import audit
 from portal.choices import AuditOutcome
+from portal.htmx import DialogView, WidgetMixin, render_varying, safe_next, wants_partial
 from portal.tenancy import OrganizationRequiredMixin
 
 GATEWAYS_PER_PAGE = 25
-MAX_SEARCH_LENGTH = 100
-STATUSES = {"online": True, "offline": False}
 # Tells the Gateways widget to reload without closing the dialog (``groupsChanged``
 # would: the dialog still has to show the secret).
 GATEWAYS_CHANGED = "gatewaysChanged"
-UID_TAKEN = "A gateway with this UID already exists. Choose another, or leave it blank."
-CONFIG_FILENAME = "gateway.toml"
-RUN_COMMAND = f"python -m gateway run --config {CONFIG_FILENAME}"
-STATE_DIR = "gateway-state"  # relative to the config file (gateway.config.load_config)
-LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
 
 
-def new_secret() -> str:
-    return secrets.token_urlsafe(32)
-
-
-def new_uid() -> str:
-    for _ in range(10):
-        uid = f"gw-{secrets.token_hex(4)}"
-        if not Gateway.objects.filter(uid=uid).exists():
-            return uid
-    return f"gw-{secrets.token_hex(12)}"  # 10 collisions in 4 billion: just go longer
-
-
-def toml_string(value: str) -> str:
-    """A TOML basic string; json.dumps is not one (surrogate escapes, raw DEL)."""
-    out = []
-    for char in str(value):
-        if char in '"\\':
-            out.append("\\" + char)
-        elif ord(char) < 0x20 or ord(char) == 0x7F:
-            out.append(f"\\u{ord(char):04X}")
-        else:
-            out.append(char)
-    return '"' + "".join(out) + '"'
-
-
-def agent_broker_url() -> str:
-    """settings.MQTT_URL as the agent spells it, without the portal's own login."""
-    parts = urlsplit(settings.MQTT_URL)
-    if parts.scheme not in ("mqtt", "tcp", "mqtts") or not parts.hostname:
-        return AgentConfig.broker_url
-    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
-    port = f":{parts.port}" if parts.port else ""
-    return f"{'mqtts' if parts.scheme == 'mqtts' else 'mqtt'}://{host}{port}"
-
-
-@sensitive_variables("secret")
-def agent_config_toml(gateway, secret: str) -> str:
-    """The agent's config file for ``python -m gateway run --config gateway.toml``."""
-    name = "".join(c for c in gateway.name if c.isprintable())
-    return "\n".join(
-        [
-            f"# Fleetgate gateway agent: {name}",
-            f"# Run: {RUN_COMMAND}",
-            f"gateway_uid = {toml_string(gateway.uid)}",
-            f"secret = {toml_string(secret)}",
-            f"state_dir = {toml_string(STATE_DIR)}  # relative to this file",
-            f"broker_url = {toml_string(agent_broker_url())}",
-            '# broker_password = "..."  # if the broker wants a login (user name: the UID)',
-            "",
-        ]
-    )
-
-
-class GatewayFilter:
-    """Search by name or UID and online/offline; anything else means no filter."""
-
-    def __init__(self, params, base_url):
-        self.base_url = base_url
-        self.q = " ".join(params.get("q", "").split())[:MAX_SEARCH_LENGTH]
-        status = params.get("status", "")
-        self.status = status if status in STATUSES else ""
-        self.page = params.get("page") or 1
-
-    def apply(self, queryset):
-        if self.q:
-            queryset = queryset.filter(Q(name__icontains=self.q) | Q(uid__icontains=self.q))
-        if self.status:
-            queryset = queryset.filter(is_online=STATUSES[self.status])
-        return queryset.order_by("name", "pk")
-
-    @property
-    def is_filtered(self):
-        return bool(self.q or self.status)
-
-    def url(self, **changes):
-        values = {"q": self.q, "status": self.status, **changes}
-        if values.get("page") in (1, "1"):
-            values["page"] = ""
-        query = urlencode({k: v for k, v in values.items() if v not in ("", None)})
-        return f"{self.base_url}?{query}" if query else self.base_url
-
-
-def device_count():
-    """A correlated count, not a join: COUNT(*) of the list can then drop it."""
-    devices = Device.objects.filter(gateway=OuterRef("pk")).order_by().values("gateway")
-    return Coalesce(Subquery(devices.annotate(n=Count("pk")).values("n")), 0)
-
-
-class GatewayListView(OrganizationRequiredMixin, View):
+class GatewayListView(WidgetMixin, OrganizationRequiredMixin, View):
     """Gateways with their device counts: a plain count and one annotated page of rows.
 
     The secret column is deferred, so a page never loads (or decrypts) a secret.
     """
 
+    page_template = "devices/gateway_list.html"
+    widget_template = "devices/_gateways_widget.html"
+    results_template = "devices/_gateway_results.html"
+    results_id = "gateways-results"
+
     def get(self, request):
         list_url = reverse("devices:gateways-widget")
-        gateway_filter = GatewayFilter(request.GET, list_url)
-        gateways = gateway_filter.apply(
-            self.scoped(Gateway).defer("secret").annotate(device_count=device_count())
+        gateway_filter = GatewayFilterSet(
+            request.GET,
+            self.scoped(Gateway).for_list(),
+            base_url=list_url,
         )
+        gateways = gateway_filter.qs.order_by("name", "pk")
         paginator = Paginator(gateways, GATEWAYS_PER_PAGE)
         page = paginator.get_page(gateway_filter.page)
         context = {
@@ -154,50 +60,21 @@ class GatewayListView(OrganizationRequiredMixin, View):
             "next_url": gateway_filter.url(page=page.number + 1) if page.has_next() else "",
             "statuses": [("online", "Online"), ("offline", "Offline")],
         }
-        if not wants_partial(request):
-            template = "devices/gateway_list.html"
-        elif request.htmx.target == "gateways-results":
-            template = "devices/_gateway_results.html"
-        else:
-            template = "devices/_gateways_widget.html"
-        return render_varying(request, template, context)
-
-
-class GatewayForm(forms.ModelForm):
-    class Meta:
-        model = Gateway
-        fields = ["name", "uid"]
-        help_texts = {
-            "uid": "Names the gateway's MQTT topics: letters, digits, '-' and '_'. "
-            "Leave blank to generate one."
-        }
-        error_messages = {"uid": {"unique": UID_TAKEN}}
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.fields["uid"].required = False
-        self.fields["uid"].widget.attrs.update(
-            {"placeholder": "generated when blank", "spellcheck": "false", "autocomplete": "off"}
-        )
-
-    def clean_name(self):
-        return " ".join(self.cleaned_data["name"].split())
-
-    def clean_uid(self):
-        return self.cleaned_data["uid"].strip() or new_uid()
-
-    def save_or_error(self):
-        """Save, turning a lost race on the unique UID into the same field error."""
-        try:
-            with transaction.atomic():
-                return self.save()
-        except IntegrityError:
-            self.add_error("uid", UID_TAKEN)
-            return None
+        return self.render_widget(context)
 
 
 class GatewayDialogView(DialogView):
     required_rule = "manage_gateways"
+
+    def audit(self, action, gateway):
+        audit.record(
+            self.organization,
+            self.request.user,
+            action,
+            [gateway],
+            uid=gateway.uid,
+            name=gateway.name,
+        )
 
     def get_gateway(self, pk):
         return get_object_or_404(self.scoped(Gateway).defer("secret"), pk=pk)
@@ -209,10 +86,10 @@ class GatewayDialogView(DialogView):
             "title": heading,
             "gateway": gateway,
             "secret": secret,
-            "config": agent_config_toml(gateway, secret),
-            "config_filename": CONFIG_FILENAME,
-            "run_command": RUN_COMMAND,
-            "broker_is_loopback": urlsplit(agent_broker_url()).hostname in LOOPBACK_HOSTS,
+            "config": agent_config.agent_config_toml(gateway, secret),
+            "config_filename": agent_config.CONFIG_FILENAME,
+            "run_command": agent_config.RUN_COMMAND,
+            "broker_is_loopback": agent_config.broker_is_loopback(),
             "next": safe_next(self.request),
         }
         if wants_partial(self.request):
@@ -239,19 +116,10 @@ class GatewayCreateView(GatewayDialogView, View):
     def post(self, request):
         form = self.get_form(request.POST)
         if form.is_valid():
-            secret = new_secret()
-            form.instance.secret = secret
-            form.instance.secret_rotated_at = timezone.now()
+            secret = form.instance.new_secret()
             gateway = form.save_or_error()
             if gateway is not None:
-                audit.record(
-                    self.organization,
-                    request.user,
-                    "gateway.create",
-                    [gateway],
-                    uid=gateway.uid,
-                    name=gateway.name,
-                )
+                self.audit("gateway.create", gateway)
                 return self.show_secret(gateway, secret, f"Gateway “{gateway.name}” added")
         return self.render_dialog(form=form)
 
@@ -268,19 +136,9 @@ class GatewayRotateSecretView(GatewayDialogView, View):
     @method_decorator(sensitive_variables("secret"))
     def post(self, request, pk):
         gateway = self.get_gateway(pk)
-        secret = new_secret()
-        gateway.secret = secret
-        gateway.secret_rotated_at = timezone.now()
         with transaction.atomic():
-            gateway.save(update_fields=["secret", "secret_rotated_at"])
-            audit.record(
-                self.organization,
-                request.user,
-                "gateway.rotate_secret",
-                [gateway],
-                uid=gateway.uid,
-                name=gateway.name,
-            )
+            secret = gateway.rotate_secret()
+            self.audit("gateway.rotate_secret", gateway)
         return self.show_secret(gateway, secret, f"New secret for “{gateway.name}”")
 
 

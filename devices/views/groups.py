@@ -1,7 +1,6 @@
 """The Groups widget and its dialogs: create, rename, delete, add and remove devices."""
 
 from django.db import transaction
-from django.db.models import Count
 from django.shortcuts import get_object_or_404
 from django.urls import reverse
 from django.views import View
@@ -16,8 +15,8 @@ from devices.forms import (
     Selection,
 )
 from devices.models import Device, DeviceGroup
-from devices.views.base import DialogView, render_varying, wants_partial
 from portal import audit
+from portal.htmx import DialogView, WidgetMixin
 from portal.tenancy import OrganizationRequiredMixin
 
 GROUPS_PER_PAGE = 25
@@ -27,15 +26,18 @@ def plural(count, word="device"):
     return f"{count:,} {word}{'' if count == 1 else 's'}"
 
 
-class GroupListView(OrganizationRequiredMixin, View):
+class GroupListView(WidgetMixin, OrganizationRequiredMixin, View):
     """Groups with their device counts: one annotated query for the page's groups."""
+
+    page_template = "devices/group_list.html"
+    widget_template = "devices/_groups_widget.html"
 
     def get(self, request):
         groups = self.scoped(DeviceGroup)
         paginator = KeysFirstPaginator(
             groups.order_by("name", "pk"),
             GROUPS_PER_PAGE,
-            rows=groups.annotate(device_count=Count("devices")),
+            rows=groups.with_device_count(),
         )
         page = paginator.get_page(request.GET.get("page"))
         list_url = reverse("devices:groups-widget")
@@ -46,10 +48,7 @@ class GroupListView(OrganizationRequiredMixin, View):
             "self_url": f"{list_url}?page={page.number}" if page.number > 1 else list_url,
             "list_url": list_url,
         }
-        template = (
-            "devices/_groups_widget.html" if wants_partial(request) else "devices/group_list.html"
-        )
-        return render_varying(request, template, context)
+        return self.render_widget(context)
 
 
 class SelectionDialogMixin:
@@ -61,6 +60,7 @@ class SelectionDialogMixin:
 
 
 class GroupCreateView(SelectionDialogMixin, DialogView, View):
+    required_rule = "manage_groups"
     title = "New group"
     body_template = "devices/dialogs/group_create.html"
     submit_label = "Create group"
@@ -103,6 +103,7 @@ class GroupObjectMixin:
 
 
 class GroupRenameView(GroupObjectMixin, DialogView, View):
+    required_rule = "manage_groups"
     title = "Rename group"
     body_template = "devices/dialogs/group_rename.html"
     submit_label = "Save"
@@ -131,6 +132,7 @@ class GroupRenameView(GroupObjectMixin, DialogView, View):
 
 
 class GroupDeleteView(GroupObjectMixin, DialogView, View):
+    required_rule = "manage_groups"
     title = "Delete group"
     body_template = "devices/dialogs/group_delete.html"
     submit_label = "Delete group"
@@ -163,6 +165,7 @@ class GroupDeleteView(GroupObjectMixin, DialogView, View):
 class GroupMembershipView(SelectionDialogMixin, DialogView, View):
     """Add devices to a group, or remove them from it: the selection, then a group."""
 
+    required_rule = "manage_groups"
     mode = "add"
 
     def get_form(self, data=None, initial=None):

@@ -9,17 +9,25 @@ import json
 
 from django.contrib import messages
 from django.core.paginator import Paginator
+from django.db.models import Count, Q
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect
 from django.urls import reverse
 from django.views import View
 
-from devices import operations, unenrollment
+from devices import operations
+from devices.choices import OperationState
 from devices.forms import DeviceActionForm
 from devices.lifecycle import Action
-from devices.models import BulkOperation, Device, DeviceGroup, Operation, OperationState
-from devices.views.base import GROUPS_CHANGED, DialogView, render_varying, safe_next, wants_partial
-from licensing.capacity import CapacityExceeded
+from devices.models import BulkOperation, Device, DeviceGroup, Operation
+from portal.htmx import (
+    GROUPS_CHANGED,
+    DialogView,
+    WidgetMixin,
+    on_own_page,
+    render_varying,
+    safe_next,
+)
 from portal.tenancy import OrganizationRequiredMixin
 
 OPERATIONS_CHANGED = "operationsChanged"
@@ -88,22 +96,22 @@ class DeviceActionView(DialogView, View):
     def get(self, request):
         return self.preview(self.get_form(request.GET))
 
+    def refused(self, refusal):
+        return self.preview(self.get_form(self.request.POST), error=str(refusal))
+
     def post(self, request):
         form = self.get_form(request.POST)
         if not form.is_valid():
             return self.preview(form)
         action = form.cleaned_data["action"]
-        try:
-            bulk, the_plan = operations.start(
-                self.organization,
-                request.user,
-                action,
-                form.queryset,
-                form.target,
-                requested_ids=form.requested_ids,
-            )
-        except (CapacityExceeded, operations.NothingToDo) as exc:
-            return self.preview(self.get_form(request.POST), error=str(exc))
+        bulk, the_plan = operations.start(
+            self.organization,
+            request.user,
+            action,
+            form.queryset,
+            form.target,
+            requested_ids=form.requested_ids,
+        )
         message = f"{VERBS[action][0]}ing {plural(bulk.total)}"
         if the_plan.skipped:
             message += f"; {plural(len(the_plan.skipped))} skipped"
@@ -121,22 +129,56 @@ class BulkObjectMixin:
         return get_object_or_404(self.scoped(BulkOperation), pk=pk)
 
 
-class OperationListView(OrganizationRequiredMixin, View):
-    """The Operations widget: recent bulk operations with live progress (one query)."""
+def attach_top_failures(bulks) -> None:
+    """Give each bulk operation with failures its most frequent reason (``top_failure``:
+    error, code, n), so a list row says why without opening it. One query for the lot.
+    """
+    failing = [bulk.pk for bulk in bulks if bulk.failed]
+    if not failing:
+        return
+    rows = (
+        Operation.objects.filter(bulk_id__in=failing, state=OperationState.FAILED)
+        .values("bulk_id", "error", "code")
+        .annotate(n=Count("id"))
+        .order_by("bulk_id", "-n", "error")
+    )
+    top = {}
+    for row in rows:
+        top.setdefault(row["bulk_id"], row)
+    for bulk in bulks:
+        bulk.top_failure = top.get(bulk.pk)
+
+
+class OperationListView(WidgetMixin, OrganizationRequiredMixin, View):
+    """The Operations widget: recent bulk operations with live progress.
+
+    The header's count is the number of bulk operations (what the list holds), with
+    how many still run; four queries whatever the numbers.
+    """
+
+    page_template = "devices/operation_list.html"
+    widget_template = "devices/_operations_widget.html"
 
     def get(self, request):
-        recent = list(self.scoped(BulkOperation).select_related("created_by")[:RECENT_OPERATIONS])
+        bulks = self.scoped(BulkOperation)
+        page = Paginator(bulks.select_related("created_by"), RECENT_OPERATIONS).get_page(
+            request.GET.get("page")
+        )
+        recent = list(page.object_list)
+        attach_top_failures(recent)
+        list_url = reverse("devices:operations-widget")
         context = {
             "bulks": recent,
+            "page_obj": page,
+            "list_url": list_url,
+            "standalone": on_own_page(request, list_url),
+            "totals": bulks.aggregate(
+                all=Count("id"), running=Count("id", filter=Q(finished_at__isnull=True))
+            ),
             "open": operations.open_counts(self.organization),
-            "self_url": reverse("devices:operations-widget"),
+            "self_url": f"{list_url}?page={page.number}",
         }
-        template = (
-            "devices/_operations_widget.html"
-            if wants_partial(request)
-            else "devices/operation_list.html"
-        )
-        return render_varying(request, template, context)
+        return self.render_widget(context)
 
 
 class OperationDetailView(BulkObjectMixin, OrganizationRequiredMixin, View):
@@ -144,21 +186,9 @@ class OperationDetailView(BulkObjectMixin, OrganizationRequiredMixin, View):
 
     def get(self, request, pk):
         bulk = self.get_bulk(pk)
-        failed = (
-            Operation.objects.filter(bulk=bulk, state=OperationState.FAILED)
-            .select_related("device", "gateway")
-            .only(
-                "device__serial_number",
-                "device__state",
-                "gateway__name",
-                "code",
-                "error",
-                "attempts",
-                "finished_at",
-            )
-            .order_by("id")
+        page = Paginator(Operation.objects.failed_of(bulk), FAILED_PER_PAGE).get_page(
+            request.GET.get("page")
         )
-        page = Paginator(failed, FAILED_PER_PAGE).get_page(request.GET.get("page"))
         context = {"bulk": bulk, "failed_page": page, "verb": VERBS.get(bulk.kind, ("Run",))[0]}
         return render_varying(request, "devices/operation_detail.html", context)
 
@@ -203,15 +233,15 @@ class OperationRetryView(BulkObjectMixin, DialogView, View):
         ids = self.devices(request)
         return self.render_dialog(bulk=bulk, count=len(ids) if ids else bulk.failed, ids=ids or [])
 
+    def refused(self, refusal):
+        ids = self.devices(self.request) or []
+        bulk = self.get_bulk(self.kwargs["pk"])
+        return self.render_dialog(bulk=bulk, count=len(ids), ids=ids, error=str(refusal))
+
     def post(self, request, pk):
         bulk = self.get_bulk(pk)
         ids = self.devices(request)
-        try:
-            again, _plan = operations.retry_failed(bulk, request.user, ids)
-        except (CapacityExceeded, operations.NothingToDo) as exc:
-            return self.render_dialog(
-                bulk=bulk, count=len(ids or []), ids=ids or [], error=str(exc)
-            )
+        again, _plan = operations.retry_failed(bulk, request.user, ids)
         message = f"Retrying {plural(again.total)}."
         if request.htmx:
             return changed(message)
@@ -243,7 +273,7 @@ class DeviceDeleteView(DialogView, View):
     def post(self, request, pk):
         device = self.get_device(pk)
         devices = Device.objects.filter(pk=device.pk)
-        if not unenrollment.delete_devices(
+        if not operations.delete_devices(
             self.organization, request.user, devices, f"device {device.serial_number}"
         ):
             return self.done(f"{device.serial_number} cannot be deleted now ({device.state}).")

@@ -17,11 +17,11 @@ from django.utils.decorators import method_decorator
 from django.views import View
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
 
-from devices.views.base import DialogView, render_varying, wants_partial
 from firmware import services, uploads
 from firmware.choices import ACTIVE_ROLLOUT_STATES
 from firmware.forms import ImageUploadForm, accepted_extensions, image_types
 from firmware.models import FirmwareImage, Rollout
+from portal.htmx import DialogView, render_varying, wants_partial
 from portal.tenancy import OrganizationRequiredMixin
 
 PER_PAGE = 10

@@ -1,5 +1,6 @@
 /* The dashboard's layout: collapse and rearrange widget cards, remembered per user.
  * Every change POSTs {"order": [...], "collapsed": [...]} to #dashboard's data-layout-url.
+ * Moving is by buttons (keyboard and screen readers alike), never by dragging alone.
  */
 (function () {
   "use strict";
@@ -43,6 +44,21 @@
       .catch(() => say("The dashboard layout could not be saved.", "error"));
   }
 
+  // The server's rule (portal.widgets.arrange), again after a move: a half-width card
+  // with no half-width neighbour to share its row takes the whole row.
+  function pack() {
+    const all = cards();
+    for (let i = 0; i < all.length; i += 1) {
+      const half = all[i].dataset.size === "half";
+      const partner = half && i + 1 < all.length && all[i + 1].dataset.size === "half";
+      all[i].classList.toggle("is-stretched", half && !partner);
+      if (partner) {
+        all[i + 1].classList.remove("is-stretched");
+        i += 1;
+      }
+    }
+  }
+
   function setCollapsed(card, collapsed) {
     const body = card.querySelector(".card-body");
     const toggle = card.querySelector("[data-widget-toggle]");
@@ -68,6 +84,7 @@
       const neighbour = earlier ? card.previousElementSibling : card.nextElementSibling;
       if (!neighbour || !neighbour.matches(".widget")) return;
       dashboard.insertBefore(earlier ? card : neighbour, earlier ? neighbour : card);
+      pack();
       move.focus(); // moving the card took the focus with it
       const title = card.querySelector(".card-title");
       const position = cards().indexOf(card) + 1;

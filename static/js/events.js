@@ -170,6 +170,7 @@
     setText(byId("events-rate-now"), numbers.format(now));
     setText(byId("events-rate-peak"), numbers.format(peak));
     setText(byId("widget-events-count"), numbers.format(now) + "/s");
+    setAttr(byId("widget-events-count"), "title", "Events per second now, all gateways");
     if (performance.now() - lastLabel >= LABEL_MS) {
       lastLabel = performance.now();
       const average = Math.round(total / seconds);
@@ -191,24 +192,6 @@
 
   // --- The live rows ------------------------------------------------------------------
 
-  const pad = (n) => String(n).padStart(2, "0");
-
-  function formatTime(date) {
-    const time = pad(date.getHours()) + ":" + pad(date.getMinutes()) + ":" + pad(date.getSeconds());
-    if (date.toDateString() === new Date().toDateString()) return time;
-    return date.getFullYear() + "-" + pad(date.getMonth() + 1) + "-" + pad(date.getDate()) + " " + time;
-  }
-
-  /** Server rows are rendered in UTC; show them in the browser's time like live rows. */
-  function localizeTimes(root) {
-    root.querySelectorAll("time[datetime]:not([data-local])").forEach((element) => {
-      const date = new Date(element.dateTime);
-      if (Number.isNaN(date.getTime())) return;
-      element.textContent = formatTime(date);
-      element.dataset.local = "";
-    });
-  }
-
   function cell(className, ...children) {
     const td = document.createElement("td");
     td.className = className;
@@ -227,13 +210,7 @@
   function sampleRow(item) {
     const tr = document.createElement("tr");
     tr.className = "is-live";
-    const time = document.createElement("time");
-    const date = new Date(Number(item.ts));
-    if (!Number.isNaN(date.getTime())) {
-      time.dateTime = date.toISOString();
-      time.textContent = formatTime(date);
-      time.dataset.local = "";
-    }
+    const time = window.Fleetgate.time.element(new Date(Number(item.ts)));
     const kind = String(item.kind || "");
     const badge = document.createElement("span");
     const colour = Object.hasOwn(config.colours, kind) ? config.colours[kind] : "grey";
@@ -334,8 +311,6 @@
     } else if (!found) {
       widget = null;
     }
-    const results = byId("events-results");
-    if (results) localizeTimes(results);
     queueRedraw();
   }
 

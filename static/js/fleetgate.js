@@ -24,6 +24,36 @@
     document.body.append(region);
   });
 
+  // --- Refused actions (portal/_action.html) stay focusable and say why when used.
+  document.addEventListener(
+    "click",
+    (event) => {
+      const refused = event.target.closest('[aria-disabled="true"][data-refusal]');
+      if (!refused) return;
+      event.preventDefault();
+      event.stopPropagation();
+      toast(refused.dataset.refusal, "error");
+    },
+    true,
+  );
+
+  // --- The header's menu on a phone: the Menu button shows and hides the links.
+  document.addEventListener("click", (event) => {
+    const toggle = event.target.closest("#topbar-toggle");
+    if (!toggle) return;
+    const open = toggle.getAttribute("aria-expanded") !== "true";
+    toggle.setAttribute("aria-expanded", String(open));
+    document.getElementById("topbar-menu").classList.toggle("is-open", open);
+  });
+  document.addEventListener("keydown", (event) => {
+    const toggle = document.getElementById("topbar-toggle");
+    if (event.key !== "Escape" || !toggle || toggle.getAttribute("aria-expanded") !== "true") return;
+    if (!document.getElementById("topbar-menu").contains(document.activeElement)) return;
+    toggle.setAttribute("aria-expanded", "false");
+    document.getElementById("topbar-menu").classList.remove("is-open");
+    toggle.focus();
+  });
+
   // --- Action menus: native popovers (light dismiss and Escape for free), placed
   // under their button, with arrow-key movement between items.
   function invokerOf(menu) {
@@ -158,13 +188,28 @@
     const detail = event.detail || {};
     if (detail.message) toast(detail.message, "success");
   });
+  // An error page's own sentence (templates/error.html) says best what happened.
+  function errorSentence(xhr) {
+    try {
+      const page = new DOMParser().parseFromString(xhr.responseText || "", "text/html");
+      const sentence = page.querySelector("[data-error-sentence]");
+      return sentence ? sentence.textContent.trim() : "";
+    } catch (error) {
+      return "";
+    }
+  }
   document.addEventListener("htmx:responseError", (event) => {
-    const status = event.detail.xhr ? event.detail.xhr.status : 0;
+    const xhr = event.detail.xhr;
+    const status = xhr ? xhr.status : 0;
     const messages = {
       403: "Your role groups do not allow this.",
       404: "Not found: it may have been deleted meanwhile.",
     };
-    toast(messages[status] || "Something went wrong (" + status + "). Try again.", "error");
+    const said = xhr ? errorSentence(xhr) : "";
+    toast(said || messages[status] || "Something went wrong (" + status + "). Try again.", "error");
+  });
+  document.addEventListener("click", (event) => {
+    if (event.target.closest("[data-history-back]")) window.history.back();
   });
   document.addEventListener("htmx:sendError", () => {
     toast("The portal cannot be reached. Check the connection and try again.", "error");

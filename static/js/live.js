@@ -15,7 +15,9 @@
   const root = document.querySelector("[data-live-url]");
   if (!root || !("WebSocket" in window)) return;
 
-  const indicator = document.getElementById("live-indicator");
+  // Looked up each time: a page that re-renders itself (the device page) brings a new one.
+  const indicatorElement = () => document.getElementById("live-indicator");
+  let currentStatus = "connecting";
   const LABELS = {
     connecting: "Connecting…",
     live: "Live",
@@ -31,6 +33,8 @@
   let retryTimer = null;
 
   function setStatus(status) {
+    currentStatus = status;
+    const indicator = indicatorElement();
     if (!indicator) return;
     indicator.dataset.state = status;
     const label = indicator.querySelector(".live-label");
@@ -51,34 +55,28 @@
     row.classList.add("is-updated");
   }
 
-  function formatTime(iso) {
-    const date = new Date(iso);
-    if (Number.isNaN(date.getTime())) return iso;
-    const pad = (n) => String(n).padStart(2, "0");
-    return (
-      date.getFullYear() + "-" + pad(date.getMonth() + 1) + "-" + pad(date.getDate()) +
-      " " + pad(date.getHours()) + ":" + pad(date.getMinutes())
-    );
-  }
-
+  /** A bulk operation's bar and legend: done, failed, cancelled and waiting. */
   function setCounts(li, message) {
-    const finished = message.done + message.failed + message.cancelled;
+    const waiting = Math.max(0, message.total - message.done - message.failed - message.cancelled);
+    const parts = { done: message.done, failed: message.failed, cancelled: message.cancelled, waiting: waiting };
     const bar = li.querySelector(".bulk-bar");
-    if (bar) {
-      bar.max = message.total;
-      bar.value = finished;
-      bar.textContent = Math.floor((finished * 100) / Math.max(1, message.total)) + "%";
+    if (bar) bar.setAttribute("viewBox", "0 0 " + Math.max(1, message.total) + " 1");
+    let x = 0;
+    for (const key of ["done", "failed", "cancelled", "waiting"]) {
+      const rect = li.querySelector('.bulk-seg[data-part="' + key + '"]');
+      if (rect) {
+        rect.setAttribute("x", String(x));
+        rect.setAttribute("width", String(parts[key]));
+      }
+      x += parts[key];
+      const count = li.querySelector(".bulk-" + key);
+      if (count) count.textContent = parts[key].toLocaleString("en-US");
+      const item = li.querySelector(".legend-" + key);
+      if (item && (key === "cancelled" || key === "waiting")) item.hidden = parts[key] === 0;
     }
-    const done = li.querySelector(".bulk-done");
-    if (done) done.textContent = message.done.toLocaleString("en-US");
-    const failed = li.querySelector(".bulk-failed");
-    if (failed) {
-      failed.textContent = message.failed.toLocaleString("en-US");
-      failed.classList.toggle("text-danger", message.failed > 0);
-    }
+    li.classList.toggle("has-failures", message.failed > 0);
     li.dataset.running = String(message.running);
-    const retry = li.querySelector(".bulk-retry");
-    if (retry) retry.hidden = message.running || message.failed === 0;
+    li.dataset.finished = String(message.done + message.failed + message.cancelled);
   }
 
   const handlers = {
@@ -111,12 +109,7 @@
           flash(tr);
         }
         const seen = tr.querySelector(".gateway-last-seen");
-        if (seen && row.last_seen) {
-          const time = document.createElement("time");
-          time.dateTime = row.last_seen;
-          time.textContent = formatTime(row.last_seen);
-          seen.replaceChildren(time);
-        }
+        if (seen && row.last_seen) seen.replaceChildren(window.Fleetgate.time.element(row.last_seen));
       }
     },
   };
@@ -138,6 +131,11 @@
     flash(tr);
   }
 
+  document.addEventListener("htmx:afterSettle", () => {
+    const indicator = indicatorElement();
+    if (indicator && indicator.dataset.state !== currentStatus) setStatus(currentStatus);
+  });
+
   document.addEventListener("htmx:afterSettle", function (event) {
     const root = event.target.closest ? event.target.closest("[data-rendered-at]") : null;
     const rendered = Number((root || event.target.querySelector?.("[data-rendered-at]") || {}).dataset?.renderedAt || 0);
@@ -153,8 +151,7 @@
     for (const [id, message] of latestProgress) {
       const li = document.getElementById("bulk-" + id);
       if (!li) continue;
-      const bar = li.querySelector(".bulk-bar");
-      const shown = bar ? Number(bar.value) : 0;
+      const shown = Number(li.dataset.finished || 0);
       if (message.done + message.failed + message.cancelled > shown) setCounts(li, message);
       if (!message.running) latestProgress.delete(id);
     }
@@ -226,7 +223,7 @@
   });
 
   window.Fleetgate = Object.assign(window.Fleetgate || {}, {
-    live: { status: () => (indicator ? indicator.dataset.state : null) },
+    live: { status: () => currentStatus },
   });
   connect();
 })();

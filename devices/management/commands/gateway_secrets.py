@@ -6,11 +6,9 @@ Gateways widget. The file is written readable by its owner alone.
 
 import json
 import os
-import secrets
 from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
-from django.utils import timezone
 
 from devices.models import Gateway
 from portal.models import Organization
@@ -35,9 +33,7 @@ class Command(BaseCommand):
         mapping = {}
         for gateway in gateways:
             if not gateway.secret:
-                gateway.secret = secrets.token_urlsafe(32)
-                gateway.secret_rotated_at = timezone.now()
-                gateway.save(update_fields=["secret", "secret_rotated_at"])
+                gateway.rotate_secret()
             mapping[gateway.uid] = gateway.secret
         path = options["out"]
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -22,7 +22,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand
 from django.db import close_old_connections
 
-from devices import jobs, operations
+from devices import operations
 from portal.leadership import Leader
 
 
@@ -56,7 +56,7 @@ class Command(BaseCommand):
             result, changes = operations.reconcile()
             operations.push(changes)
             gateways = result.gateways
-            enqueued = jobs.enqueue_dispatch(gateways, recheck=True) if gateways else 0
+            enqueued = operations.enqueue_dispatch(gateways, recheck=True) if gateways else 0
         except Exception as exc:  # a database or Redis blip: say so, try again
             self.stderr.write(f"reconcile failed: {exc}")
             return

@@ -1,0 +1,1 @@
+"""The firmware part of the REST API: ``serializers``, ``views`` (viewsets), ``urls``."""

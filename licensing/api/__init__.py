@@ -1,0 +1,1 @@
+"""The licensing part of the REST API: ``serializers``, ``views`` (viewsets), ``urls``."""
