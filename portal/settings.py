@@ -68,6 +68,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",  # static files with DEBUG off (deploy.md)
     "django.middleware.csp.ContentSecurityPolicyMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -217,12 +218,15 @@ STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = VAR_DIR / "staticfiles"
 MEDIA_ROOT = VAR_DIR / "media"
 MEDIA_URL = "media/"
-# Firmware images live in their own storage (firmware/models.py reads it by this alias
-# and only through the storage API, so any backend works: point "firmware" at an S3 or
-# other django-storages backend in a deployment's settings).
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
-    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    # Production serves what ``collectstatic`` wrote to STATIC_ROOT: names with a content
+    # hash (cached for a year by browsers and nginx) and gzip copies, through WhiteNoise.
+    # With DEBUG on, files come straight from static/ and the apps: no collectstatic.
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
+    # Firmware images live in their own storage (firmware/models.py reads it by this
+    # alias and only through the storage API, so any backend works: point "firmware" at
+    # an S3 or other django-storages backend in a deployment's settings).
     "firmware": {
         "BACKEND": "django.core.files.storage.FileSystemStorage",
         "OPTIONS": {"location": VAR_DIR / "firmware"},

@@ -125,6 +125,24 @@ ensure_postgres() {
   fi
 }
 
+# nginx only to check deploy/nginx/fleetgate.conf in the tests (nginx -t, then a real
+# proxy in front of daphne): Debian's package unpacked under var/, never installed as a
+# service, so nothing listens on 80/443 and no machine configuration changes.
+NGINX_ROOT="$ROOT/var/nginx-root"
+ensure_nginx() {
+  command -v nginx >/dev/null && return 0
+  [ -x "$NGINX_ROOT/usr/sbin/nginx" ] && return 0
+  command -v apt-get >/dev/null || { say "No nginx and no apt-get: the nginx site test will be skipped"; return 0; }
+  say "Unpacking Debian's nginx into $NGINX_ROOT (for the deploy/ tests; not installed as a service)"
+  if [ -z "$APT_UPDATED" ]; then $SUDO apt-get update -qq; APT_UPDATED=1; fi
+  local tmp
+  tmp="$(mktemp -d)"
+  (cd "$tmp" && apt-get download -qq nginx nginx-common 2>/dev/null) || { rm -rf "$tmp"; say "Could not download nginx: the nginx site test will be skipped"; return 0; }
+  mkdir -p "$NGINX_ROOT"
+  for deb in "$tmp"/*.deb; do dpkg -x "$deb" "$NGINX_ROOT"; done
+  rm -rf "$tmp"
+}
+
 ensure_chromium() {
   [ -x /usr/bin/chromium ] || apt_install chromium
 }

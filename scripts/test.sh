@@ -9,6 +9,7 @@ ensure_redis
 ensure_mosquitto
 ensure_postgres
 ensure_chromium
+ensure_nginx
 
 export FLEETGATE_TEST_POSTGRES_URL="${FLEETGATE_TEST_POSTGRES_URL:-$PG_URL_DEFAULT}"
 say "Tests on SQLite"

@@ -204,6 +204,8 @@ class Portal:
             for line in log.read_text(errors="replace").splitlines():
                 if line.startswith("{"):
                     row = json.loads(line)
+                    if "leader" in row:  # a change of leadership, not a pass
+                        continue
                     totals.update({k: row[k] for k in ("resent", "gave_up", "expired", "jobs")})
         return totals
 

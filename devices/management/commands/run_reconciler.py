@@ -3,9 +3,18 @@
 Every couple of seconds: re-sends operations whose answer is overdue, fails those past
 their retry budget or deadline, and enqueues a dispatch job for each online gateway
 with operations due — which is also how work lost with Redis comes back.
+
+Safe to run more than once (two machines, an overlapping restart): the copies elect a
+leader (``portal.leadership``) and only the leader passes; the others stand by and
+take over within one period when it stops or dies. Periodic work of any other kind
+belongs in this loop too, so that it inherits the same election.
+
+Standard output: one JSON line per pass that did something, and one
+``{"leader": true|false, "pid": …}`` line whenever this copy becomes leader or standby.
 """
 
 import json
+import os
 import signal
 import time
 
@@ -14,6 +23,7 @@ from django.core.management.base import BaseCommand
 from django.db import close_old_connections
 
 from devices import operations
+from portal.leadership import Leader
 
 
 class Command(BaseCommand):
@@ -33,21 +43,34 @@ class Command(BaseCommand):
         stop: list[int] = []
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, lambda signum, frame: stop.append(signum))
-        while True:
-            close_old_connections()
-            try:
-                result, changes = operations.reconcile()
-                operations.push(changes)
-                gateways = result.gateways
-                enqueued = operations.enqueue_dispatch(gateways, recheck=True) if gateways else 0
-            except Exception as exc:  # a database or Redis blip: say so, try again
-                self.stderr.write(f"reconcile failed: {exc}")
-                result, enqueued = None, 0
-            if result and (result or options["once"]):
-                line = {**result.__dict__, "jobs": enqueued}
-                self.stdout.write(json.dumps(line, default=str))
-            if options["once"] or self._sleep(options["every"], stop):
-                break
+        with Leader("reconciler") as leader:
+            leading = None
+            while True:
+                close_old_connections()
+                if leader.acquire() != leading:
+                    leading = leader.leading
+                    self.say({"leader": leading, "pid": os.getpid()})
+                if leading:
+                    self.reconcile(options["once"])
+                if options["once"] or self._sleep(options["every"], stop):
+                    break
+
+    def reconcile(self, once: bool) -> None:
+        try:
+            result, changes = operations.reconcile()
+            operations.push(changes)
+            gateways = result.gateways
+            enqueued = operations.enqueue_dispatch(gateways, recheck=True) if gateways else 0
+        except Exception as exc:  # a database or Redis blip: say so, try again
+            self.stderr.write(f"reconcile failed: {exc}")
+            return
+        if result or once:
+            self.say({**result.__dict__, "jobs": enqueued})
+
+    def say(self, line: dict) -> None:
+        """One JSON line, flushed: journald and tests read it as it happens."""
+        self.stdout.write(json.dumps(line, default=str))
+        self.stdout.flush()
 
     @staticmethod
     def _sleep(seconds: float, stop: list) -> bool:
