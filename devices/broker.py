@@ -178,6 +178,9 @@ def render_conf(
         f"password_file {out / PASSWD}",
         f"acl_file {out / ACL}",
         "set_tcp_nodelay true",
+        # Mosquitto's default keeps 1,000 messages for a client that is away (a restarting
+        # bridge, a gateway offline) and drops the rest, QoS 1 or not.
+        "max_queued_messages 200000",
         "persistence true",
         f"persistence_location {out}/",
         f"pid_file {out / PID}",
